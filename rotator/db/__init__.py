@@ -1,0 +1,19 @@
+"""Database engines: MySQL/MariaDB (pymysql) and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+from rotator.db.base import AdminSession, Endpoint, Engine, LoginResult, TlsConfig
+
+__all__ = ["AdminSession", "Endpoint", "Engine", "LoginResult", "TlsConfig", "get_engine"]
+
+
+def get_engine(name: str) -> Engine:
+    if name == "mysql":
+        from rotator.db.mysql import MySQLEngine
+
+        return MySQLEngine()
+    if name == "postgres":
+        from rotator.db.postgres import PostgresEngine
+
+        return PostgresEngine()
+    raise ValueError(f"unknown engine {name!r}")

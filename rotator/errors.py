@@ -1,0 +1,65 @@
+"""One error tree; each class carries the exit code the CLI returns for it.
+
+Messages say what to do next and never carry a secret value.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0  # success, or nothing to do
+    FAILED = 1  # failed, nothing left half-done that a re-run cannot heal; see the log
+    BAD_INPUT = 2  # bad configuration or secret; nothing was changed
+    LOCKED = 3  # another rotation of this database holds the lock; nothing was changed
+    ROLLED_BACK = 4  # the flip failed and was rolled back; the app is healthy on the old slot
+    NEEDS_HUMAN = 5  # failed and NOT restored, or a state no run can heal on its own
+
+
+class RotatorError(Exception):
+    """Base of every error the rotator raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+
+class BadInput(RotatorError):
+    """Configuration, flags or a secret's content are invalid. Raised before any change."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class SecretFormatError(BadInput):
+    """A secret's JSON does not have the expected shape."""
+
+
+class Locked(RotatorError):
+    exit_code = ExitCode.LOCKED
+
+
+class RolledBack(RotatorError):
+    exit_code = ExitCode.ROLLED_BACK
+
+
+class NeedsHuman(RotatorError):
+    exit_code = ExitCode.NEEDS_HUMAN
+
+
+class StoreError(RotatorError):
+    """A secret store call failed (after retries)."""
+
+
+class SecretNotFound(StoreError):
+    exit_code = ExitCode.BAD_INPUT
+
+
+class DatabaseError(RotatorError):
+    """A database administration statement failed."""
+
+
+class DeployError(RotatorError):
+    """The deployment did not complete (failed, rolled back by a circuit breaker, or timed out)."""
+
+
+class HealthCheckError(RotatorError):
+    """A health check refused the new slot."""

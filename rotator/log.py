@@ -1,0 +1,115 @@
+"""structlog set-up: console for people, JSON with --log-json, and redaction of secrets.
+
+Every secret value the process learns is registered with :func:`register_secret`; the redaction
+processor replaces it anywhere in any event (values, nested containers, formatted exceptions), and
+blanks every key named like a password, secret or token.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+REDACTED = "[REDACTED]"
+_SENSITIVE_KEY = re.compile(
+    r"(^|_)(pass|passwd|password|pwd|secret|secret_?string|secret_?value|token|api_?key|private_?key)$",
+    re.IGNORECASE,
+)
+_MIN_SECRET_LEN = 4  # shorter values would redact ordinary words
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+
+def register_secret(*values: str | None) -> None:
+    """Remember secret values so that no log line can carry them."""
+    global _pattern
+    new = {v for v in values if v and len(v) >= _MIN_SECRET_LEN} - _secrets
+    if not new:
+        return
+    with _lock:
+        _secrets.update(new)
+        ordered = sorted(_secrets, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+
+def known_secret_count() -> int:
+    return len(_secrets)
+
+
+def scrub(text: str) -> str:
+    pattern = _pattern
+    return pattern.sub(REDACTED, text) if pattern is not None else text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if isinstance(k, str) and _SENSITIVE_KEY.search(k) else _redact_value(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_value(v) for v in value]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return scrub(str(value))
+
+
+def redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        if _SENSITIVE_KEY.search(key):
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _redact_value(event_dict[key])
+    return event_dict
+
+
+def configure(*, json: bool = False, level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog once per process (idempotent). Output goes to stderr by default."""
+    out = stream if stream is not None else sys.stderr
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact,
+    ]
+    if json:
+        processors.append(structlog.processors.JSONRenderer(sort_keys=False))
+    else:
+        processors.append(structlog.dev.ConsoleRenderer(colors=out.isatty()))
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    # Third-party libraries log through the standard library; keep them quiet and scrubbed.
+    logging.basicConfig(level=logging.WARNING, stream=out)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _ScrubFilter) for f in handler.filters):
+            handler.addFilter(_ScrubFilter())
+
+
+class _ScrubFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(record.getMessage())
+        record.args = None
+        return True
+
+
+def get_logger(name: str | None = None, **initial: Any) -> Any:
+    return structlog.get_logger(name, **initial)
+
+
+def all_secrets() -> Iterable[str]:
+    return tuple(_secrets)

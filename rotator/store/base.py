@@ -1,0 +1,52 @@
+"""The write-ahead secret store protocol.
+
+``AWSCURRENT`` is the truth. A new value is first written as an ``AWSPENDING`` version (idempotent per
+token), the database is changed, and only then the pending version is promoted: ``AWSCURRENT`` moves to
+it and ``AWSPENDING`` is removed from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+CURRENT = "AWSCURRENT"
+PENDING = "AWSPENDING"
+
+
+@dataclass(frozen=True)
+class Version:
+    version_id: str
+    value: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SecretVersions:
+    """A secret's current value, and its pending value when one exists on a version other than current."""
+
+    secret_id: str
+    current: Version
+    pending: Version | None = None
+
+
+class SecretStore(Protocol):
+    @property
+    def api_calls(self) -> int:
+        """How many remote calls this store has made (for the run report)."""
+        ...
+
+    def read(self, secret_id: str) -> SecretVersions:
+        """AWSCURRENT, plus AWSPENDING when it labels a different version. Raises SecretNotFound."""
+        ...
+
+    def put_pending(self, secret_id: str, value: str, token: str) -> str:
+        """Store ``value`` as a new version labelled AWSPENDING; idempotent per token. Returns the version id."""
+        ...
+
+    def promote(self, secret_id: str, version_id: str) -> None:
+        """Move AWSCURRENT to ``version_id`` and remove AWSPENDING from it. A second call does nothing."""
+        ...
+
+    def discard_pending(self, secret_id: str) -> None:
+        """Remove the AWSPENDING label from whichever version has it (no-op when none)."""
+        ...
