@@ -29,9 +29,7 @@ class PasswordPolicy:
         if not classes:
             raise BadInput("password policy has no character classes: enable at least one")
         if self.length < max(len(classes), 16):
-            raise BadInput(
-                f"password length {self.length} is too short: use at least 16 (default 32)"
-            )
+            raise BadInput(f"password length {self.length} is too short: use at least 16 (default 32)")
         if self.length > 128:
             raise BadInput(f"password length {self.length} is too long: use at most 128")
         for ch in "".join(classes):

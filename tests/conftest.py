@@ -25,8 +25,8 @@ from tests.harness import (
 
 # Never let anything in the test run reach real AWS.
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
-os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"  # noqa: S105 - moto's dummy credentials
-os.environ["AWS_SESSION_TOKEN"] = "testing"  # noqa: S105
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_SESSION_TOKEN"] = "testing"
 os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 os.environ.pop("AWS_PROFILE", None)
 
@@ -46,8 +46,11 @@ def mysql_server() -> Iterator[MySqlServer | None]:
 @pytest.fixture
 def pg(pg_server: PgServer | None) -> Iterator[DbEnv]:
     if pg_server is None:
-        unavailable("PostgreSQL", "set ROTATOR_TEST_POSTGRES_DSN=postgresql://postgres@127.0.0.1:5432/postgres "
-                    "or start Docker for testcontainers")
+        unavailable(
+            "PostgreSQL",
+            "set ROTATOR_TEST_POSTGRES_DSN=postgresql://postgres@127.0.0.1:5432/postgres "
+            "or start Docker for testcontainers",
+        )
     assert pg_server is not None
     with pg_env(pg_server) as env:
         yield env
@@ -56,8 +59,10 @@ def pg(pg_server: PgServer | None) -> Iterator[DbEnv]:
 @pytest.fixture
 def mysql(mysql_server: MySqlServer | None) -> Iterator[DbEnv]:
     if mysql_server is None:
-        unavailable("MySQL/MariaDB", "set ROTATOR_TEST_MYSQL_DSN=mysql://root@127.0.0.1:3306/ "
-                    "or start Docker for testcontainers")
+        unavailable(
+            "MySQL/MariaDB",
+            "set ROTATOR_TEST_MYSQL_DSN=mysql://root@127.0.0.1:3306/ or start Docker for testcontainers",
+        )
     assert mysql_server is not None
     with mysql_env(mysql_server) as env:
         yield env
@@ -112,8 +117,10 @@ class AwsEnv:
 @pytest.fixture
 def aws(moto_server: str) -> Iterator[AwsEnv]:
     env = AwsEnv(
-        endpoint_url=moto_server, region="us-east-1",
-        session=boto3.Session(region_name="us-east-1"), prefix=new_name("rt"),
+        endpoint_url=moto_server,
+        region="us-east-1",
+        session=boto3.Session(region_name="us-east-1"),
+        prefix=new_name("rt"),
     )
     yield env
     sm = env.client("secretsmanager")

@@ -95,8 +95,13 @@ class PgServer:
     def login_works(self, user: str, password: str, dbname: str = "postgres") -> bool:
         try:
             psycopg.connect(
-                host=self.host, port=self.port, user=user, password=password, dbname=dbname,
-                connect_timeout=5, sslmode="disable",
+                host=self.host,
+                port=self.port,
+                user=user,
+                password=password,
+                dbname=dbname,
+                connect_timeout=5,
+                sslmode="disable",
             ).close()
             return True
         except psycopg.OperationalError:
@@ -154,9 +159,11 @@ def pg_server_from_env() -> Iterator[PgServer | None]:
     elif docker_available():
         from testcontainers.postgres import PostgresContainer
 
-        container = PostgresContainer("postgres:16", password="harness-super").with_env(
-            "POSTGRES_INITDB_ARGS", "--auth-host=scram-sha-256"
-        ).with_env("POSTGRES_HOST_AUTH_METHOD", "scram-sha-256")
+        container = (
+            PostgresContainer("postgres:16", password="harness-super")
+            .with_env("POSTGRES_INITDB_ARGS", "--auth-host=scram-sha-256")
+            .with_env("POSTGRES_HOST_AUTH_METHOD", "scram-sha-256")
+        )
         container.start()
         server = PgServer(
             host=container.get_container_host_ip(),
@@ -196,8 +203,13 @@ class MySqlServer:
 
     def connect(self, database: str | None = None) -> pymysql.connections.Connection[Any]:
         return pymysql.connect(
-            host=self.host, port=self.port, user=self.user, password=self.password,
-            database=database, autocommit=True, connect_timeout=5,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=database,
+            autocommit=True,
+            connect_timeout=5,
         )
 
     def login_works(self, user: str, password: str) -> bool:
@@ -347,8 +359,14 @@ class DbEnv:
 def pg_env(server: PgServer) -> Iterator[DbEnv]:
     prefix = new_name("rt")
     env = DbEnv(
-        engine="postgres", host=server.host, port=server.port, dbname=f"{prefix}_db",
-        admin_user=f"{prefix}_admin", admin_password=strong_password(), prefix=prefix, server=server,
+        engine="postgres",
+        host=server.host,
+        port=server.port,
+        dbname=f"{prefix}_db",
+        admin_user=f"{prefix}_admin",
+        admin_password=strong_password(),
+        prefix=prefix,
+        server=server,
     )
     ident = psycopg.sql.Identifier
     with server.connect() as conn:
@@ -364,9 +382,7 @@ def pg_env(server: PgServer) -> Iterator[DbEnv]:
         yield env
     finally:
         with server.connect() as conn:
-            conn.execute(
-                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident(env.dbname))
-            )
+            conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident(env.dbname)))
             roles = [
                 r[0]
                 for r in conn.execute(
@@ -383,8 +399,14 @@ def pg_env(server: PgServer) -> Iterator[DbEnv]:
 def mysql_env(server: MySqlServer) -> Iterator[DbEnv]:
     prefix = new_name("rt")
     env = DbEnv(
-        engine="mysql", host=server.host, port=server.port, dbname=f"{prefix}_db",
-        admin_user=f"{prefix}_admin", admin_password=strong_password(), prefix=prefix, server=server,
+        engine="mysql",
+        host=server.host,
+        port=server.port,
+        dbname=f"{prefix}_db",
+        admin_user=f"{prefix}_admin",
+        admin_password=strong_password(),
+        prefix=prefix,
+        server=server,
     )
     conn = server.connect()
     try:
