@@ -247,8 +247,8 @@ def plan(w: World, opt: Options) -> Plan:
         if works(slot, base.slot(slot).password):
             continue
         for src in (Source.CONFIG, Source.PENDING, Source.CURRENT):
-            pw = w.password(slot, src)
-            if pw and w.logs_in(slot, pw):
+            candidate = w.password(slot, src)
+            if candidate and w.logs_in(slot, candidate):
                 adopt.append((slot, src))
                 break
     drifted = [
