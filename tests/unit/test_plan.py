@@ -272,5 +272,5 @@ def test_never_changes_a_password_the_app_uses() -> None:
             p = plan(w, Options())
             flip_at = next((i for i, s in enumerate(p.steps) if s.kind == K.HEALTH_CHECK), len(p.steps))
             for s in p.steps[:flip_at]:
-                    if s.kind == K.SET_PASSWORD:  # creating a missing user cannot break a login in use
+                if s.kind == K.SET_PASSWORD:  # creating a missing user cannot break a login in use
                     assert s.slot not in (active, config), (active, config, b, s)
