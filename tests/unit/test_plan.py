@@ -108,8 +108,15 @@ def test_live_slot_alternates_on_every_run(start: Slot) -> None:
 def test_first_run_neither_user_exists() -> None:
     p = run(world(a="missing", b="missing", config=None))
     assert p.kinds == (
-        [K.WRITE_SLOT_PENDING, K.CREATE_USER, K.VERIFY_LOGIN, K.CREATE_USER, K.VERIFY_LOGIN, K.PROMOTE_SLOT_PENDING]
-        + NORMAL
+        [
+            K.WRITE_SLOT_PENDING,
+            K.CREATE_USER,
+            K.VERIFY_LOGIN,
+            K.CREATE_USER,
+            K.VERIFY_LOGIN,
+            K.PROMOTE_SLOT_PENDING,
+            *NORMAL,
+        ]
     )
     assert step(p, K.WRITE_SLOT_PENDING).fresh == ("A", "B")
     assert [s.slot for s in p.steps if s.kind == K.CREATE_USER] == ["A", "B"]
