@@ -13,7 +13,7 @@ import click
 
 from rotator import log
 from rotator.config import Settings, parse_mode, parse_owner
-from rotator.errors import BadInput, RotatorError
+from rotator.errors import RotatorError
 from rotator.passwords import PasswordPolicy
 
 F = Callable[..., Any]
