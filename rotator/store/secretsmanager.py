@@ -1,0 +1,276 @@
+"""The write-ahead store on AWS Secrets Manager: staging labels carry the protocol.
+
+API calls per operation (logical calls; tenacity retries are not counted again):
+
+- ``read``: 2 (GetSecretValue AWSCURRENT, then AWSPENDING; 1 when AWSPENDING labels the current version).
+- ``put_pending``: 1 (PutSecretValue); +1 GetSecretValue when AWS answers ResourceExists (verify the value);
+  +1 UpdateSecretVersionStage (and a DescribeSecret if nothing is known) to re-label a discarded version.
+- ``promote``: 2 after ``read``/``put_pending`` (move AWSCURRENT, remove AWSPENDING); +1 DescribeSecret when
+  the store knows nothing of the secret yet; 0 when the version is already current without AWSPENDING.
+- ``discard_pending``: 1 when a pending version is known, 0 when none; +1 DescribeSecret when nothing known.
+
+The store remembers which versions hold AWSCURRENT and AWSPENDING from its own reads and writes, which saves
+a DescribeSecret per label change. That assumes it is the only writer of the labels while it lives (the
+run lock guarantees it); should the memory be stale anyway, AWS refuses the label move
+(InvalidParameterException), and the store re-reads the labels once and tries again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rotator.aws import aws_retrying, error_code, map_client_error, sanitize_arn
+from rotator.errors import SecretFormatError, StoreError
+from rotator.log import get_logger, register_secret
+from rotator.store.base import CURRENT, PENDING, SecretVersions, Version
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+log = get_logger(__name__)
+
+
+@dataclass
+class _Labels:
+    """Which version holds each label, as far as this store knows."""
+
+    current: str | None
+    pending: str | None  # may equal current (a promotion interrupted between its two calls)
+
+
+class SecretsManagerStore:
+    """:class:`~rotator.store.base.SecretStore` on Secrets Manager.
+
+    Give it a client built by :class:`rotator.aws.AwsClients` (botocore retries off): this store retries
+    throttling, 5xx and connection errors itself, up to ``max_attempts`` attempts per call, with jittered
+    exponential backoff (``backoff_base`` doubling up to ``backoff_max`` seconds).
+    """
+
+    def __init__(
+        self,
+        client: SecretsManagerClient | Any,
+        *,
+        max_attempts: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._sleep = sleep
+        self._labels: dict[str, _Labels] = {}
+        # Values this store has read or written, by (secret, version): a reused token with another value is
+        # refused before any call. AWS refuses it too, but moto silently overwrites a pending version.
+        self._seen: dict[tuple[str, str], str] = {}
+        self.calls: Counter[str] = Counter()  # operation name -> logical calls
+
+    @property
+    def api_calls(self) -> int:
+        return sum(self.calls.values())
+
+    # -- the protocol --------------------------------------------------------------------------------------
+
+    def read(self, secret_id: str) -> SecretVersions:
+        current = self._call("GetSecretValue", secret_id, SecretId=secret_id, VersionStage=CURRENT)
+        current_version = self._version(secret_id, current)
+        labels = _Labels(current=current_version.version_id, pending=None)
+        pending_version: Version | None = None
+        if PENDING in current.get("VersionStages", ()):
+            labels.pending = current_version.version_id
+        else:
+            try:
+                pending = self._call(
+                    "GetSecretValue",
+                    secret_id,
+                    allow=("ResourceNotFoundException",),
+                    SecretId=secret_id,
+                    VersionStage=PENDING,
+                )
+            except ClientError:  # ResourceNotFound: no version carries AWSPENDING
+                pending = None
+            if pending is not None:
+                pending_version = self._version(secret_id, pending)
+                labels.pending = pending_version.version_id
+                if pending_version.version_id == current_version.version_id:
+                    pending_version = None
+        self._labels[secret_id] = labels
+        return SecretVersions(secret_id=secret_id, current=current_version, pending=pending_version)
+
+    def put_pending(self, secret_id: str, value: str, token: str) -> str:
+        register_secret(value)
+        if self._seen.get((secret_id, token), value) != value:
+            raise _token_reused(secret_id, token)
+        try:
+            response = self._call(
+                "PutSecretValue",
+                secret_id,
+                allow=("ResourceExistsException",),
+                SecretId=secret_id,
+                ClientRequestToken=token,
+                SecretString=value,
+                VersionStages=[PENDING],
+            )
+        except ClientError:
+            # AWS answers ResourceExists when the token's version exists and was not created by this exact
+            # request. Same value: it is our earlier write. Another value: the token was reused, a bug.
+            response = self._call("GetSecretValue", secret_id, SecretId=secret_id, VersionId=token)
+            if response.get("SecretString") != value:
+                raise _token_reused(secret_id, token) from None
+        version_id = str(response.get("VersionId") or token)
+        self._seen[(secret_id, version_id)] = value
+        stages = list(response.get("VersionStages") or ())
+        known = self._labels.get(secret_id)
+        if PENDING in stages or CURRENT in stages:
+            if known is not None:
+                if PENDING in stages:
+                    known.pending = version_id
+                if CURRENT in stages:
+                    known.current = version_id
+        else:
+            # The version exists from an earlier call but has lost its label (e.g. discarded): label it again.
+            self._with_fresh_labels_on_conflict(
+                secret_id, lambda labels: self._move_pending_to(secret_id, version_id, labels)
+            )
+        log.debug("store.put_pending", secret_id=sanitize_arn(secret_id), version_id=version_id)
+        return version_id
+
+    def promote(self, secret_id: str, version_id: str) -> None:
+        self._with_fresh_labels_on_conflict(secret_id, lambda labels: self._promote(secret_id, version_id, labels))
+        log.debug("store.promote", secret_id=sanitize_arn(secret_id), version_id=version_id)
+
+    def discard_pending(self, secret_id: str) -> None:
+        self._with_fresh_labels_on_conflict(secret_id, lambda labels: self._discard(secret_id, labels))
+
+    # -- label moves ----------------------------------------------------------------------------------------
+
+    def _promote(self, secret_id: str, version_id: str, labels: _Labels) -> None:
+        # AWSCURRENT moves first: a crash between the two calls leaves AWSPENDING on the current version,
+        # which reads as "no pending". The other order would leave the new password on an unlabelled version.
+        if labels.current != version_id:
+            params: dict[str, Any] = {"MoveToVersionId": version_id}
+            if labels.current is not None:
+                params["RemoveFromVersionId"] = labels.current
+            self._call("UpdateSecretVersionStage", secret_id, SecretId=secret_id, VersionStage=CURRENT, **params)
+            labels.current = version_id
+        if labels.pending == version_id:
+            self._call(
+                "UpdateSecretVersionStage",
+                secret_id,
+                SecretId=secret_id,
+                VersionStage=PENDING,
+                RemoveFromVersionId=version_id,
+            )
+            labels.pending = None
+
+    def _discard(self, secret_id: str, labels: _Labels) -> None:
+        if labels.pending is None:
+            return
+        self._call(
+            "UpdateSecretVersionStage",
+            secret_id,
+            SecretId=secret_id,
+            VersionStage=PENDING,
+            RemoveFromVersionId=labels.pending,
+        )
+        labels.pending = None
+
+    def _move_pending_to(self, secret_id: str, version_id: str, labels: _Labels) -> None:
+        if labels.pending == version_id:
+            return
+        params: dict[str, Any] = {"MoveToVersionId": version_id}
+        if labels.pending is not None:
+            params["RemoveFromVersionId"] = labels.pending
+        self._call("UpdateSecretVersionStage", secret_id, SecretId=secret_id, VersionStage=PENDING, **params)
+        labels.pending = version_id
+
+    def _with_fresh_labels_on_conflict(self, secret_id: str, change: Callable[[_Labels], None]) -> None:
+        """Run ``change`` with the labels this store knows (else described); on a refused move, re-read once.
+
+        AWS refuses a move whose RemoveFromVersionId no longer holds the label (InvalidParameterException):
+        stale memory, or a retried call whose first attempt did succeed. The re-read makes both converge.
+        """
+        labels = self._labels.get(secret_id)
+        if labels is not None:
+            try:
+                change(labels)
+                return
+            except ClientError:
+                log.info("store.labels_refreshed", secret_id=sanitize_arn(secret_id))
+        labels = self._describe(secret_id)
+        try:
+            change(labels)
+        except ClientError as exc:
+            raise map_client_error(exc, _what(secret_id), service="secretsmanager") from exc
+
+    def _describe(self, secret_id: str) -> _Labels:
+        response = self._call("DescribeSecret", secret_id, SecretId=secret_id)
+        labels = _Labels(current=None, pending=None)
+        stages_by_version: Mapping[str, Sequence[str]] = response.get("VersionIdsToStages") or {}
+        for version_id, stages in stages_by_version.items():
+            if CURRENT in stages:
+                labels.current = version_id
+            if PENDING in stages:
+                labels.pending = version_id
+        self._labels[secret_id] = labels
+        return labels
+
+    # -- calls ------------------------------------------------------------------------------------------------
+
+    def _call(self, operation: str, secret_id: str, *, allow: Sequence[str] = (), **params: Any) -> dict[str, Any]:
+        """One logical AWS call with retries. Errors become RotatorErrors, except those whose code the caller
+        ``allow``s (re-raised as ClientError); a refused label move is always re-raised for the caller to heal.
+        """
+        self.calls[operation] += 1
+        method = getattr(self._client, _snake(operation))
+        allowed = set(allow)
+        if operation == "UpdateSecretVersionStage":
+            allowed.add("InvalidParameterException")
+        retrying = aws_retrying(
+            max_attempts=self._max_attempts,
+            backoff_base=self._backoff_base,
+            backoff_max=self._backoff_max,
+            sleep=self._sleep,
+            operation=operation,
+        )
+        try:
+            response: dict[str, Any] = retrying(method, **params)
+        except ClientError as exc:
+            if error_code(exc) in allowed:
+                raise
+            raise map_client_error(exc, _what(secret_id), service="secretsmanager") from exc
+        except BotoCoreError as exc:
+            raise map_client_error(exc, _what(secret_id), service="secretsmanager") from exc
+        return response
+
+    def _version(self, secret_id: str, response: Mapping[str, Any]) -> Version:
+        value = response.get("SecretString")
+        if not isinstance(value, str):
+            raise SecretFormatError(
+                f"secret {sanitize_arn(secret_id)} holds binary data: store the JSON document as SecretString"
+            )
+        register_secret(value)
+        version = Version(version_id=str(response["VersionId"]), value=value)
+        self._seen[(secret_id, version.version_id)] = value
+        return version
+
+
+def _token_reused(secret_id: str, token: str) -> StoreError:
+    return StoreError(
+        f"token {token} already names a version of secret {sanitize_arn(secret_id)} with another value: "
+        "use a new token for a new value"
+    )
+
+
+def _what(secret_id: str) -> str:
+    return f"secret {secret_id}"
+
+
+def _snake(operation: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")
