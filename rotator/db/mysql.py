@@ -1,0 +1,332 @@
+"""MySQL / MariaDB engine (pymysql).
+
+User names and hosts reach SQL only as string literals bound by pymysql (``%s@%s``); database names
+only backtick-quoted by :func:`quote_mysql_identifier`; passwords only as bound parameters.
+
+Granting ``ALL PRIVILEGES ON `dbname`.*``: in a GRANT, ``_`` and ``%`` in a database name are wildcards
+(unless MySQL 8's ``partial_revokes`` is on); the name is granted as given, like the usual
+``GRANT ALL ON dbname.*``.
+
+Copying grants parses SHOW GRANTS of the source user as MariaDB and MySQL 8 print it (backtick-quoted
+grantee); only the grantee is replaced (by bound parameters) and the authentication clause is dropped.
+Copying adds grants; it never revokes what the target already has.
+
+GET_LOCK names are server-wide (not per database): callers include the database in the lock name.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from types import TracebackType
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+
+from rotator.db._common import (
+    AdminLoginFailed,
+    escape_pyformat,
+    mysql_lock_name,
+    quote_mysql_identifier,
+    short_reason,
+    translate_errors,
+    validate_mysql_database,
+    validate_mysql_host,
+    validate_mysql_user,
+)
+from rotator.db.base import TLS_MODES, Endpoint, LoginResult, TlsConfig
+from rotator.errors import BadInput, DatabaseError
+from rotator.log import get_logger
+
+log = get_logger(__name__)
+
+# 1045 access denied (28000), 1698 access denied without password, 3118 / 4151 account locked (MySQL / MariaDB)
+_AUTH_ERRNOS = frozenset({1045, 1698, 3118, 4151})
+_NO_DB_ACCESS_ERRNO = 1044
+_TLS_REQUIRED_ERRNO = 2026  # pymysql: "SSL is required but the server doesn't support it"
+_ADMIN_READ_TIMEOUT = 60.0  # seconds; admin statements are short, a silent server must not hang the run
+
+_QUOTED_STRING = r"'(?:[^'\\]|\\.|'')*'"
+_AUTH_CLAUSE = re.compile(
+    r"\s+IDENTIFIED\s+(?:BY\s+PASSWORD\s+" + _QUOTED_STRING + r"|BY\s+" + _QUOTED_STRING + r"|(?:VIA|WITH)\s+.*?)"
+    r"(?=\s+(?:REQUIRE|WITH)\s|$)",
+    re.IGNORECASE | re.DOTALL,
+)
+_BARE_USAGE = re.compile(r"GRANT\s+USAGE\s+ON\s+\*\.\*", re.IGNORECASE)
+
+
+def strip_auth_clause(grant: str) -> str:
+    """Drop ``IDENTIFIED BY PASSWORD '<hash>'`` (and VIA/WITH forms) from a SHOW GRANTS line."""
+    return _AUTH_CLAUSE.sub("", grant)
+
+
+def grant_template(grant: str, user: str, host: str) -> str | None:
+    """Turn one SHOW GRANTS line of ``user@host`` into a pymysql statement whose grantee is ``%s@%s``.
+
+    Returns None for the bare ``GRANT USAGE ON *.*`` line, which carries nothing but authentication.
+    """
+    line = strip_auth_clause(grant.strip())
+    found: tuple[int, str, str] | None = None  # (position, keyword, grantee as printed)
+    for grantee in (quote_mysql_identifier(user) + "@" + quote_mysql_identifier(host), f"'{user}'@'{host}'"):
+        for keyword in ("TO", "FOR"):  # GRANT ... TO grantee / SET DEFAULT ROLE r FOR grantee
+            at = line.rfind(f" {keyword} {grantee}")
+            if at >= 0 and (found is None or at > found[0]):
+                found = (at, keyword, grantee)
+    if found is None:
+        raise DatabaseError(f"cannot find the grantee in SHOW GRANTS line {line!r}: copy the grants by hand")
+    at, keyword, grantee = found
+    head, tail = line[:at], line[at + len(keyword) + len(grantee) + 2 :]
+    if _BARE_USAGE.fullmatch(head) and not tail.strip():
+        return None
+    return f"{escape_pyformat(head)} {keyword} %s@%s{escape_pyformat(tail)}"
+
+
+def _ssl_context(tls: TlsConfig) -> ssl.SSLContext | None:
+    if tls.mode not in TLS_MODES:
+        raise BadInput(f"unknown TLS mode {tls.mode!r}: use one of {', '.join(TLS_MODES)}")
+    if tls.mode == "disable":
+        return None
+    if tls.mode == "require":
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # encrypted, server not verified: what "require" means
+        return ctx
+    try:
+        ctx = ssl.create_default_context(cafile=tls.ca_bundle)  # None: the system's trusted roots
+    except OSError as exc:
+        raise BadInput(f"cannot read CA bundle {tls.ca_bundle!r}: {exc.strerror or exc}") from None
+    ctx.check_hostname = tls.mode == "verify-full"
+    return ctx
+
+
+def _errno(exc: BaseException) -> int | None:
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, int) else None
+
+
+def _message(exc: BaseException) -> str:
+    """pymysql errors are (errno, message): keep the message."""
+    return str(exc.args[1]) if _errno(exc) is not None and len(exc.args) >= 2 else str(exc)
+
+
+def _classify(exc: BaseException, password: str) -> tuple[bool, str]:
+    """(auth_failed, reason) for a failed connection attempt."""
+    errno = _errno(exc)
+    if errno in _AUTH_ERRNOS:
+        return True, "authentication refused"
+    message = short_reason(_message(exc), password)
+    if errno == _NO_DB_ACCESS_ERRNO:
+        return False, "no access to database: " + message
+    if errno == _TLS_REQUIRED_ERRNO:
+        return False, "unreachable: server did not negotiate TLS (" + message + ")"
+    return False, "unreachable: " + message
+
+
+class _NoTls(Exception):
+    pass
+
+
+class MySQLEngine:
+    name = "mysql"
+
+    def __init__(self, *, user_host: str = "%") -> None:
+        self.user_host = validate_mysql_host(user_host)
+
+    def _connect(
+        self,
+        endpoint: Endpoint,
+        username: str,
+        password: str,
+        *,
+        database: str | None,
+        read_timeout: float,
+    ) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
+        ctx = _ssl_context(endpoint.tls)
+        conn = pymysql.connect(
+            host=endpoint.host,
+            port=endpoint.port,
+            user=username,
+            password=password,
+            database=database,
+            connect_timeout=endpoint.connect_timeout,
+            read_timeout=read_timeout,
+            write_timeout=read_timeout,
+            ssl=ctx,
+            autocommit=True,
+            charset="utf8mb4",
+        )
+        if ctx is not None:
+            # pymysql only uses TLS when the server offers it; prove that this connection is encrypted.
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SHOW STATUS LIKE 'Ssl_cipher'")
+                    row = cur.fetchone()
+            except BaseException:
+                conn.close()
+                raise
+            if not row or not row[1]:
+                conn.close()
+                raise _NoTls
+        return conn
+
+    def check_login(self, endpoint: Endpoint, username: str, password: str) -> LoginResult:
+        try:
+            conn = self._connect(
+                endpoint,
+                username,
+                password,
+                database=endpoint.dbname or None,
+                read_timeout=endpoint.connect_timeout,
+            )
+        except _NoTls:
+            return LoginResult(ok=False, reason="unreachable: server did not negotiate TLS")
+        except pymysql.err.MySQLError as exc:
+            auth_failed, reason = _classify(exc, password)
+            return LoginResult(ok=False, reason=reason, auth_failed=auth_failed)
+        conn.close()
+        return LoginResult(ok=True, reason="ok")
+
+    def admin_session(self, endpoint: Endpoint, username: str, password: str) -> MySQLAdminSession:
+        """The admin connects without a default database: every statement names its database."""
+        where = f"{endpoint.host}:{endpoint.port}"
+        try:
+            conn = self._connect(
+                endpoint,
+                username,
+                password,
+                database=None,
+                read_timeout=max(_ADMIN_READ_TIMEOUT, endpoint.connect_timeout),
+            )
+        except _NoTls:
+            raise AdminLoginFailed(
+                f"cannot open an admin session to MySQL at {where}: server did not negotiate TLS", auth_failed=False
+            ) from None
+        except pymysql.err.MySQLError as exc:
+            auth_failed, reason = _classify(exc, password)
+            if auth_failed:
+                raise AdminLoginFailed(
+                    f"MySQL at {where} refused the admin login as {username!r}: check the admin secret",
+                    auth_failed=True,
+                ) from None
+            raise AdminLoginFailed(
+                f"cannot open an admin session to MySQL at {where}: {reason}", auth_failed=False
+            ) from None
+        return MySQLAdminSession(conn, login_user=username, user_host=self.user_host)
+
+
+class MySQLAdminSession:
+    def __init__(
+        self,
+        conn: pymysql.connections.Connection[pymysql.cursors.Cursor],
+        *,
+        login_user: str,
+        user_host: str = "%",
+    ) -> None:
+        self._conn = conn
+        self._login_user = login_user
+        self._host = validate_mysql_host(user_host)
+
+    def __enter__(self) -> MySQLAdminSession:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ helpers
+
+    def _execute(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._conn.cursor() as cur:
+            cur.execute(query, params)
+            return list(cur.fetchall())
+
+    def _hosts_of(self, username: str) -> list[str]:
+        rows = self._execute("SELECT Host FROM mysql.user WHERE User = %s ORDER BY Host", (username,))
+        return [str(host) for (host,) in rows]
+
+    def _source_host(self, username: str) -> str | None:
+        """The host part of an existing ``grants_from`` user: ours if it exists there, else its only one."""
+        hosts = self._hosts_of(username)
+        if self._host in hosts:
+            return self._host
+        return hosts[0] if len(hosts) == 1 else None
+
+    def _set_password(self, username: str, password: str) -> None:
+        host = self._host
+        if username == self._login_user:
+            # The admin's own account, whatever its host part. Not ALTER USER CURRENT_USER(): on MariaDB
+            # 10.11 that is accepted and silently leaves the password unchanged.
+            account_user, _, account_host = str(self._execute("SELECT CURRENT_USER()")[0][0]).rpartition("@")
+            if account_user == username:
+                host = account_host
+        self._execute("ALTER USER %s@%s IDENTIFIED BY %s", (username, host, password))
+        log.info("password_set", engine="mysql", username=username)
+
+    def _ensure_grants(self, username: str, dbname: str, grants_from: str | None) -> None:
+        source_host = self._source_host(grants_from) if grants_from and grants_from != username else None
+        if grants_from is None or source_host is None:
+            db = escape_pyformat(quote_mysql_identifier(dbname))
+            self._execute(f"GRANT ALL PRIVILEGES ON {db}.* TO %s@%s", (username, self._host))
+            return
+        copied = 0
+        for (line,) in self._execute("SHOW GRANTS FOR %s@%s", (grants_from, source_host)):
+            template = grant_template(str(line), grants_from, source_host)
+            if template is not None:
+                self._execute(template, (username, self._host))
+                copied += 1
+        log.info("grants_copied", engine="mysql", username=username, source=grants_from, statements=copied)
+
+    # ------------------------------------------------------------ the AdminSession protocol
+
+    def user_exists(self, username: str) -> bool:
+        validate_mysql_user(username)
+        with translate_errors("checking whether a user exists", (pymysql.err.MySQLError,), describe=_message):
+            return bool(self._execute("SELECT 1 FROM mysql.user WHERE User = %s AND Host = %s", (username, self._host)))
+
+    def create_user(self, username: str, password: str, *, dbname: str, grants_from: str | None) -> None:
+        """Create ``username@user_host`` (or, if it exists, set its password), then ensure its grants.
+
+        Grants: those of ``grants_from`` if that user exists, else ALL PRIVILEGES on ``dbname``. Calling it
+        again after a crash between CREATE and GRANT heals the half-made user.
+        """
+        validate_mysql_user(username)
+        validate_mysql_database(dbname)
+        if grants_from is not None:
+            validate_mysql_user(grants_from)
+        action = f"creating user {username!r}"
+        with translate_errors(action, (pymysql.err.MySQLError,), password, describe=_message):
+            if self._execute("SELECT 1 FROM mysql.user WHERE User = %s AND Host = %s", (username, self._host)):
+                self._set_password(username, password)
+            else:
+                self._execute("CREATE USER %s@%s IDENTIFIED BY %s", (username, self._host, password))
+                log.info("user_created", engine="mysql", username=username)
+            self._ensure_grants(username, dbname, grants_from)
+
+    def set_password(self, username: str, password: str) -> None:
+        validate_mysql_user(username)
+        action = f"setting the password of user {username!r}"
+        with translate_errors(action, (pymysql.err.MySQLError,), password, describe=_message):
+            self._set_password(username, password)
+
+    def show_grants(self, username: str) -> list[str]:
+        """SHOW GRANTS, without the authentication clause (it carries the password hash)."""
+        validate_mysql_user(username)
+        action = f"reading the grants of user {username!r}"
+        with translate_errors(action, (pymysql.err.MySQLError,), describe=_message):
+            rows = self._execute("SHOW GRANTS FOR %s@%s", (username, self._host))
+        return [strip_auth_clause(str(line)) for (line,) in rows]
+
+    def try_lock(self, name: str) -> bool:
+        with translate_errors("taking the lock", (pymysql.err.MySQLError,), describe=_message):
+            rows = self._execute("SELECT GET_LOCK(%s, 0)", (mysql_lock_name(name),))
+        return bool(rows and rows[0][0] == 1)
+
+    def unlock(self, name: str) -> None:
+        with translate_errors("releasing the lock", (pymysql.err.MySQLError,), describe=_message):
+            self._execute("SELECT RELEASE_LOCK(%s)", (mysql_lock_name(name),))
+
+    def close(self) -> None:
+        if self._conn.open:
+            self._conn.close()

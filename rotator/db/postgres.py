@@ -1,0 +1,300 @@
+"""PostgreSQL engine (psycopg 3).
+
+Passwords never reach the server in clear: the SCRAM-SHA-256 verifier is computed by libpq on this side
+(``PQencryptPasswordConn``) and sent as the role's password, so neither the server log nor
+``pg_stat_activity`` ever sees the plaintext.
+
+Slot users own nothing: each is a member of a shared NOLOGIN owner role (``<dbname>_owner`` by default) and
+logs in with ``role`` set to it, so every object either slot creates belongs to the owner role and stays
+usable by the other slot. When the admin creates that owner role it grants it CONNECT, CREATE and TEMPORARY
+on the database and USAGE, CREATE on schema ``public``: the admin needs CREATEROLE and the right to grant
+those (owning the database and the schema, as an RDS master user created for it usually does).
+
+Advisory locks are scoped to the database the admin session is connected to.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import ssl
+from types import TracebackType
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg import sql
+
+from rotator.db._common import (
+    AdminLoginFailed,
+    pg_lock_key,
+    short_reason,
+    translate_errors,
+    validate_pg_identifier,
+)
+from rotator.db.base import TLS_MODES, Endpoint, LoginResult, TlsConfig
+from rotator.errors import BadInput, DatabaseError
+from rotator.log import get_logger
+
+log = get_logger(__name__)
+
+# libpq reports connection failures as text only (psycopg's OperationalError has no sqlstate for them),
+# so a refused login is recognised by the server's (English) message. 28P01 / 28000:
+_AUTH_REFUSED = re.compile(
+    r"authentication failed for user"  # 28P01 password/md5/scram, also PAM/LDAP/ident (RDS IAM)
+    r"|no pg_hba\.conf entry for"  # 28000
+    r"|pg_hba\.conf rejects connection"  # 28000
+    r"|FATAL:\s+role \".*\" does not exist"  # 28000 (only seen with trust/peer auth)
+    r"|is not permitted to log in"  # 28000 NOLOGIN role
+    r"|fe_sendauth: no password supplied",
+)
+_NO_DB_ACCESS = re.compile(r"permission denied for database|does not have CONNECT privilege")
+_DB_PRIVILEGES = ("CONNECT", "CREATE", "TEMPORARY")
+_SCHEMA_PRIVILEGES = ("USAGE", "CREATE")
+_ADMIN_STATEMENT_TIMEOUT = "60s"
+
+
+def _tls_params(tls: TlsConfig) -> tuple[str, str | None]:
+    """(sslmode, sslrootcert) for libpq. Never "prefer" or "allow": TLS asked for is TLS or nothing."""
+    if tls.mode not in TLS_MODES:
+        raise BadInput(f"unknown TLS mode {tls.mode!r}: use one of {', '.join(TLS_MODES)}")
+    if tls.mode in ("verify-ca", "verify-full"):
+        return tls.mode, tls.ca_bundle or _system_ca_bundle(tls.mode)
+    return tls.mode, None
+
+
+def _system_ca_bundle(mode: str) -> str:
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    if mode == "verify-full":
+        return "system"  # libpq >= 16 loads the system's trusted roots (only allowed with verify-full)
+    raise BadInput("TLS mode verify-ca needs a CA bundle and no system CA file was found: set ca_bundle")
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc)
+    # 'connection failed: connection to server at "h", port 5432 failed: FATAL:  <the server's words>'
+    first = text.splitlines()[0] if text else "unknown error"
+    reason = first.rsplit(" failed: ", 1)[-1]
+    return re.sub(r"^(FATAL|ERROR):\s+", "", reason)
+
+
+def _classify(exc: psycopg.Error, password: str) -> tuple[bool, str]:
+    """(auth_failed, reason) for a failed connection attempt."""
+    text = str(exc)
+    if _AUTH_REFUSED.search(text):
+        return True, "authentication refused"
+    if _NO_DB_ACCESS.search(text):
+        return False, "no access to database: " + short_reason(_message(exc), password)
+    return False, "unreachable: " + short_reason(_message(exc), password)
+
+
+class PostgresEngine:
+    name = "postgres"
+
+    def __init__(self, *, owner_role: str | None = None, application_name: str = "rotator") -> None:
+        if owner_role is not None:
+            validate_pg_identifier(owner_role, "owner role name")
+        self.owner_role = owner_role
+        self.application_name = application_name
+
+    def _connect(
+        self, endpoint: Endpoint, username: str, password: str, *, autocommit: bool
+    ) -> psycopg.Connection[Any]:
+        sslmode, sslrootcert = _tls_params(endpoint.tls)
+        conn = psycopg.connect(
+            host=endpoint.host,
+            port=endpoint.port,
+            dbname=endpoint.dbname,
+            user=username,
+            password=password,
+            connect_timeout=max(1, math.ceil(endpoint.connect_timeout)),
+            application_name=self.application_name,
+            autocommit=autocommit,
+            sslmode=sslmode,
+            sslrootcert=sslrootcert,  # None is left out of the conninfo
+            gssencmode="disable",  # GSS encryption would otherwise satisfy "require" without TLS
+        )
+        if endpoint.tls.mode != "disable" and not conn.pgconn.ssl_in_use:
+            conn.close()  # libpq enforces sslmode; this is a second, independent check
+            raise psycopg.OperationalError("server did not negotiate TLS")
+        return conn
+
+    def check_login(self, endpoint: Endpoint, username: str, password: str) -> LoginResult:
+        try:
+            self._connect(endpoint, username, password, autocommit=True).close()
+        except psycopg.Error as exc:
+            auth_failed, reason = _classify(exc, password)
+            return LoginResult(ok=False, reason=reason, auth_failed=auth_failed)
+        return LoginResult(ok=True, reason="ok")
+
+    def admin_session(self, endpoint: Endpoint, username: str, password: str) -> PostgresAdminSession:
+        where = f"{endpoint.host}:{endpoint.port}/{endpoint.dbname}"
+        try:
+            conn = self._connect(endpoint, username, password, autocommit=True)
+        except psycopg.Error as exc:
+            auth_failed, reason = _classify(exc, password)
+            if auth_failed:
+                raise AdminLoginFailed(
+                    f"PostgreSQL at {where} refused the admin login as {username!r}: check the admin secret",
+                    auth_failed=True,
+                ) from None
+            raise AdminLoginFailed(
+                f"cannot open an admin session to PostgreSQL at {where}: {reason}", auth_failed=False
+            ) from None
+        try:
+            conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(_ADMIN_STATEMENT_TIMEOUT)))
+        except psycopg.Error as exc:
+            conn.close()
+            raise AdminLoginFailed(
+                f"admin session set-up failed: {short_reason(str(exc))}", auth_failed=False
+            ) from None
+        return PostgresAdminSession(conn, login_user=username, owner_role=self.owner_role)
+
+
+class PostgresAdminSession:
+    def __init__(self, conn: psycopg.Connection[Any], *, login_user: str, owner_role: str | None = None) -> None:
+        self._conn = conn
+        self._login_user = login_user
+        self._owner_role = owner_role
+
+    def __enter__(self) -> PostgresAdminSession:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ helpers
+
+    def _one(self, query: LiteralString, params: tuple[Any, ...] = ()) -> Any:
+        row = self._conn.execute(query, params).fetchone()
+        return None if row is None else row[0]
+
+    def _role_exists(self, name: str) -> bool:
+        return self._one("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)) is not None
+
+    def _verifier(self, username: str, password: str) -> str:
+        hashed = self._conn.pgconn.encrypt_password(password.encode(), username.encode(), b"scram-sha-256")
+        return hashed.decode("ascii")
+
+    def _ensure_owner_role(self, owner: str, dbname: str) -> None:
+        """Create the owner role if missing and give it exactly the rights it lacks (heals a crash half-way)."""
+        if not self._role_exists(owner):
+            self._conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
+            log.info("owner_role_created", engine="postgres", role=owner)
+        current_db = self._one("SELECT current_database()")
+        if current_db != dbname:
+            raise DatabaseError(
+                f"the admin session is connected to database {current_db!r}, not {dbname!r}: "
+                "connect it to the database whose slot users it manages"
+            )
+        have_db = self._explicit_privileges(
+            "SELECT a.privilege_type FROM pg_database d, aclexplode(d.datacl) a "
+            "WHERE d.datname = %s AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+            (dbname, owner),
+        )
+        if set(_DB_PRIVILEGES) - have_db:
+            self._conn.execute(
+                sql.SQL("GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {} TO {}").format(
+                    sql.Identifier(dbname), sql.Identifier(owner)
+                )
+            )
+        have_schema = self._explicit_privileges(
+            "SELECT a.privilege_type FROM pg_namespace n, aclexplode(n.nspacl) a "
+            "WHERE n.nspname = 'public' AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+            (owner,),
+        )
+        if set(_SCHEMA_PRIVILEGES) - have_schema:
+            self._conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(sql.Identifier(owner)))
+
+    def _explicit_privileges(self, query: LiteralString, params: tuple[Any, ...]) -> set[str]:
+        return {row[0] for row in self._conn.execute(query, params).fetchall()}
+
+    # ------------------------------------------------------------ the AdminSession protocol
+
+    def user_exists(self, username: str) -> bool:
+        validate_pg_identifier(username)
+        with translate_errors("checking whether a role exists", (psycopg.Error,)):
+            return self._role_exists(username)
+
+    def create_user(self, username: str, password: str, *, dbname: str, grants_from: str | None) -> None:
+        """Create (or, if it exists, re-password) a login role that acts as the owner role of ``dbname``.
+
+        ``grants_from`` is not used: membership in the owner role is what both slots share.
+        """
+        validate_pg_identifier(username)
+        validate_pg_identifier(dbname, "database name")
+        owner = validate_pg_identifier(self._owner_role or f"{dbname}_owner", "owner role name")
+        user, owner_id = sql.Identifier(username), sql.Identifier(owner)
+        with translate_errors(f"creating role {username!r}", (psycopg.Error,), password):
+            self._ensure_owner_role(owner, dbname)
+            if self._role_exists(username):
+                self._set_password(username, password)
+            else:
+                verifier = self._verifier(username, password)
+                self._conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(user, sql.Literal(verifier)))
+                log.info("user_created", engine="postgres", username=username, owner_role=owner)
+            is_member = self._one(
+                "SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                "JOIN pg_roles u ON u.oid = m.member WHERE g.rolname = %s AND u.rolname = %s",
+                (owner, username),
+            )
+            if is_member is None:
+                self._conn.execute(sql.SQL("GRANT {} TO {}").format(owner_id, user))
+            # Objects a slot user creates are then owned by the owner role, shared by both slots.
+            self._conn.execute(sql.SQL("ALTER ROLE {} SET role = {}").format(user, sql.Literal(owner)))
+
+    def set_password(self, username: str, password: str) -> None:
+        validate_pg_identifier(username)
+        with translate_errors(f"setting the password of role {username!r}", (psycopg.Error,), password):
+            self._set_password(username, password)
+
+    def _set_password(self, username: str, password: str) -> None:
+        verifier = self._verifier(username, password)
+        self._conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(username), sql.Literal(verifier)))
+        log.info("password_set", engine="postgres", username=username)
+
+    def show_grants(self, username: str) -> list[str]:
+        """Attributes, memberships, per-role settings and effective rights on this database and its public schema."""
+        validate_pg_identifier(username)
+        with translate_errors(f"reading the grants of role {username!r}", (psycopg.Error,)):
+            can_login = self._one("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (username,))
+            if can_login is None:
+                raise DatabaseError(f"role {username!r} does not exist")
+            lines = ["LOGIN" if can_login else "NOLOGIN"]
+            rows = self._conn.execute(
+                "SELECT g.rolname, m.admin_option FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                "JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = %s ORDER BY 1",
+                (username,),
+            ).fetchall()
+            lines += [f"MEMBER OF {role}" + (" WITH ADMIN OPTION" if admin else "") for role, admin in rows]
+            settings = self._conn.execute(
+                "SELECT unnest(s.setconfig) FROM pg_db_role_setting s JOIN pg_roles u ON u.oid = s.setrole "
+                "WHERE u.rolname = %s AND s.setdatabase IN "
+                "(0, (SELECT oid FROM pg_database WHERE datname = current_database())) ORDER BY 1",
+                (username,),
+            ).fetchall()
+            lines += [f"SET {setting}" for (setting,) in settings]
+            dbname = self._one("SELECT current_database()")
+            for priv in _DB_PRIVILEGES:
+                if self._one("SELECT has_database_privilege(%s, current_database(), %s)", (username, priv)):
+                    lines.append(f"{priv} ON DATABASE {dbname}")
+            for priv in _SCHEMA_PRIVILEGES:
+                if self._one("SELECT has_schema_privilege(%s, 'public', %s)", (username, priv)):
+                    lines.append(f"{priv} ON SCHEMA public")
+            return lines
+
+    def try_lock(self, name: str) -> bool:
+        with translate_errors("taking the advisory lock", (psycopg.Error,)):
+            return bool(self._one("SELECT pg_try_advisory_lock(%s)", (pg_lock_key(name),)))
+
+    def unlock(self, name: str) -> None:
+        with translate_errors("releasing the advisory lock", (psycopg.Error,)):
+            self._one("SELECT pg_advisory_unlock(%s)", (pg_lock_key(name),))
+
+    def close(self) -> None:
+        self._conn.close()
