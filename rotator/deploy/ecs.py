@@ -1,0 +1,208 @@
+"""ECS: force a new deployment of the service and follow *that* deployment until it completes.
+
+The "services stable" waiter is not enough: when the deployment circuit breaker rolls a deployment back,
+the service becomes stable again (on the rollback) and the waiter reports success. Here the deployment
+created by our UpdateService is followed by id; it must itself reach rolloutState COMPLETED while PRIMARY.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rotator.deploy.base import DeploymentState, DeployStatus
+from rotator.errors import BadInput, DeployError
+from rotator.log import get_logger, scrub
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_ecs.type_defs import DeploymentTypeDef
+
+# Errors that no amount of waiting fixes.
+_FATAL_CODES = {
+    "AccessDeniedException",
+    "ClusterNotFoundException",
+    "ServiceNotFoundException",
+    "ServiceNotActiveException",
+    "InvalidParameterException",
+    "UnrecognizedClientException",
+}
+_STATUS: dict[str, DeployStatus] = {"COMPLETED": "stable", "IN_PROGRESS": "in_progress", "FAILED": "failed"}
+
+
+class _Transient(Exception):
+    pass
+
+
+def _aws_error(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return scrub(f"{err.get('Code', 'error')}: {err.get('Message', '')}")
+    return scrub(f"{type(exc).__name__}: {exc}")
+
+
+def _primary(deployments: Sequence[DeploymentTypeDef]) -> DeploymentTypeDef | None:
+    return next((d for d in deployments if d.get("status") == "PRIMARY"), None)
+
+
+def _counts(d: DeploymentTypeDef) -> str:
+    return f"running {d.get('runningCount', 0)}/{d.get('desiredCount', 0)}, pending {d.get('pendingCount', 0)}"
+
+
+class EcsDeployer:
+    name = "ecs"
+
+    def __init__(
+        self,
+        client: ECSClient,
+        cluster: str,
+        service: str,
+        timeout_s: float = 1800.0,
+        poll_s: float = 15.0,
+        log: Any = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        max_describe_errors: int = 5,
+    ) -> None:
+        if not cluster or not service:
+            raise BadInput("the ECS deployer needs a cluster and a service (--ecs-cluster, --ecs-service)")
+        if timeout_s <= 0 or poll_s <= 0:
+            raise BadInput("the ECS deploy timeout and poll interval must be > 0")
+        self._client = client
+        self.cluster = cluster
+        self.service = service
+        self.timeout_s = timeout_s
+        self.poll_s = poll_s
+        self._log = log if log is not None else get_logger(__name__)
+        self._clock = clock
+        self._sleep = sleep
+        self._max_describe_errors = max_describe_errors
+
+    def _deployments(self) -> list[DeploymentTypeDef]:
+        try:
+            resp = self._client.describe_services(cluster=self.cluster, services=[self.service])
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _FATAL_CODES:
+                raise DeployError(
+                    f"ECS DescribeServices on {self.cluster}/{self.service} failed: {_aws_error(exc)}: "
+                    "check the names and the ecs:DescribeServices permission"
+                ) from None
+            raise _Transient(_aws_error(exc)) from None
+        except BotoCoreError as exc:
+            raise _Transient(_aws_error(exc)) from None
+        services = resp.get("services", [])
+        if not services or services[0].get("status") == "INACTIVE":
+            raise DeployError(f"ECS service {self.service} not found in cluster {self.cluster}: check --ecs-service")
+        return list(services[0].get("deployments", []))
+
+    def describe(self) -> DeploymentState:
+        try:
+            deployments = self._deployments()
+        except (DeployError, _Transient) as exc:
+            return DeploymentState("unknown", str(exc))
+        primary = _primary(deployments)
+        if primary is None:
+            return DeploymentState("unknown", f"service {self.service} has no PRIMARY deployment")
+        rollout = primary.get("rolloutState")
+        if rollout is not None:
+            status = _STATUS.get(rollout, "unknown")
+        else:  # no rollout state (older services): the "services stable" condition
+            settled = len(deployments) == 1 and primary.get("runningCount") == primary.get("desiredCount")
+            status = "stable" if settled else "in_progress"
+        detail = f"deployment {primary.get('id')}: rollout {rollout or 'n/a'}, {_counts(primary)}"
+        if rollout == "FAILED" and primary.get("rolloutStateReason"):
+            detail += f": {primary.get('rolloutStateReason')}"
+        return DeploymentState(status, detail, primary.get("id"))
+
+    def deploy(self, reason: str, *, slot: str | None = None) -> None:
+        where = f"{self.cluster}/{self.service}"
+        self._log.info("deploy_start", deployer=self.name, service=where, reason=reason, slot=slot)
+        try:
+            resp = self._client.update_service(cluster=self.cluster, service=self.service, forceNewDeployment=True)
+        except (ClientError, BotoCoreError) as exc:
+            raise DeployError(
+                f"ECS UpdateService on {where} failed: {_aws_error(exc)}: "
+                "check the names and the ecs:UpdateService permission"
+            ) from None
+        primary = _primary(resp["service"].get("deployments", []))
+        if primary is None or not primary.get("id"):
+            raise DeployError(f"ECS UpdateService on {where} returned no PRIMARY deployment: cannot follow the rollout")
+        deployment_id = primary["id"]
+        started = self._clock()
+        deadline = started + self.timeout_s
+        errors = 0
+        last = "not yet described"
+        while True:
+            try:
+                deployments = self._deployments()
+            except _Transient as exc:
+                errors += 1
+                self._log.warning("deploy_poll_failed", deployer=self.name, error=str(exc), attempt=errors)
+                if errors >= self._max_describe_errors:
+                    raise DeployError(
+                        f"ECS DescribeServices on {where} failed {errors} times in a row ({exc}): "
+                        f"the state of deployment {deployment_id} is unknown; check the ECS console"
+                    ) from None
+            else:
+                errors = 0
+                ours = next((d for d in deployments if d.get("id") == deployment_id), None)
+                if self._finished(deployment_id, ours, _primary(deployments), len(deployments)):
+                    self._log.info(
+                        "deploy_done",
+                        deployer=self.name,
+                        deployment=deployment_id,
+                        outcome="ok",
+                        duration_ms=int((self._clock() - started) * 1000),
+                    )
+                    return
+                assert ours is not None
+                last = f"rollout {ours.get('rolloutState', 'n/a')}, {_counts(ours)}"
+            if self._clock() >= deadline:
+                raise DeployError(
+                    f"ECS deployment {deployment_id} of {where} did not finish within {self.timeout_s:g}s "
+                    f"({last}): check the service's events in the ECS console"
+                )
+            self._sleep(self.poll_s)
+
+    def _finished(
+        self,
+        deployment_id: str,
+        ours: DeploymentTypeDef | None,
+        primary: DeploymentTypeDef | None,
+        count: int,
+    ) -> bool:
+        """True when our deployment completed; False while it is in progress; DeployError when it failed."""
+        now_primary = f"; deployment {primary.get('id')} is now primary" if primary is not None else ""
+        if ours is None:
+            raise DeployError(f"deployment {deployment_id} was rolled back by the circuit breaker{now_primary}")
+        rollout = ours.get("rolloutState")
+        reason = ours.get("rolloutStateReason") or "no reason given"
+        self._log.info(
+            "deploy_progress",
+            deployer=self.name,
+            deployment=deployment_id,
+            deployment_status=ours.get("status"),
+            rollout=rollout,
+            running=ours.get("runningCount", 0),
+            desired=ours.get("desiredCount", 0),
+            pending=ours.get("pendingCount", 0),
+            failed_tasks=ours.get("failedTasks", 0),
+        )
+        if ours.get("status") != "PRIMARY":
+            if rollout == "FAILED" or primary is not None:
+                raise DeployError(
+                    f"deployment {deployment_id} was rolled back by the circuit breaker ({reason}){now_primary}"
+                )
+            raise DeployError(f"deployment {deployment_id} is no longer primary ({ours.get('status')})")
+        if rollout == "FAILED":
+            raise DeployError(f"deployment {deployment_id} failed: {reason}")
+        if rollout == "COMPLETED":
+            return True
+        if rollout is None:  # services without rollout state: the "services stable" condition
+            return count == 1 and ours.get("runningCount") == ours.get("desiredCount") and not ours.get("pendingCount")
+        return False
