@@ -150,14 +150,12 @@ class Rotation:
             if secret is not None:
                 register_secret(*secret.passwords())
         register_secret(admin.password, admin_pending.password if admin_pending else None)
-        engine = s.engine or current.engine
+        engine = normalize_engine(s.engine, "--engine") if s.engine else current.engine
         if engine is None:
             raise BadInput('no database engine: pass --engine mysql|postgres or add "engine" to the slot secret')
-        if normalize_engine(engine, "--engine") != self.engine.name:
-            raise BadInput(
-                f"the slot secret says engine {engine} but the engine in use is {self.engine.name}: "
-                "make --engine and the secret agree"
-            )
+        if current.engine is not None and current.engine != engine:
+            raise BadInput(f"the slot secret says engine {current.engine} but --engine is {engine}: make them agree")
+        self._engine = self.engine_factory(engine)
         return Secrets(slot_v, current, pending, admin_v, admin, admin_pending)
 
     @property
@@ -516,13 +514,18 @@ class Applier:
         if take_snapshot:
             self.snapshot = render.snapshot(s.config_path)
             self.rendered = True
-        data = render.render(s.template, self.secret.slot(slot), slot, None)
+        data = render.render(
+            s.template,
+            self.secret.slot(slot),
+            slot,
+            {"db_scheme": "mysql" if self.r.engine.name == "mysql" else "postgresql"},
+        )
         render.write_atomic(s.config_path, data, mode=s.file_mode, owner=s.file_owner)
         self.config_slot = slot
 
     def _deploy(self, step: Step) -> None:
         if self.r.deployer is not None:
-            self.r.deployer.deploy(step.reason)
+            self.r.deployer.deploy(step.reason, slot=step.slot)
 
     def _health_check(self, step: Step) -> None:
         assert step.slot is not None
@@ -553,7 +556,7 @@ class Applier:
                 else:
                     self.write_config(back, take_snapshot=False)
             if self.r.deployer is not None:
-                self.r.deployer.deploy(f"roll back to slot {back}")
+                self.r.deployer.deploy(f"roll back to slot {back}", slot=back)
             self.check_health(back)
         except RotatorError as second:
             raise NeedsHuman(

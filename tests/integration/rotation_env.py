@@ -1,0 +1,190 @@
+"""A rotation set-up on a real database and the moto server: two secrets, a template, a config path.
+
+Runs the real `rotator` command, in-process (click's runner) or as a subprocess (crash tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from rotator.cli import main
+from rotator.render import read_deployed
+from tests.conftest import AwsEnv
+from tests.harness import DbEnv
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "templates" / "sqlconf.php.j2"
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def report(self) -> dict[str, Any]:
+        lines = [line for line in self.stdout.splitlines() if line.startswith('{"event": "rotation_report"')]
+        assert lines, f"no JSON report on stdout: {self.stdout!r} {self.stderr!r}"
+        report: dict[str, Any] = json.loads(lines[-1])
+        return report
+
+
+@dataclass
+class RotationEnv:
+    db: DbEnv
+    aws: AwsEnv
+    tmp: Path
+    user_a: str
+    user_b: str
+    slot_arn: str = ""
+    admin_arn: str = ""
+    config_path: Path = field(default_factory=Path)
+    template: Path = TEMPLATE
+    seen_passwords: set[str] = field(default_factory=set)
+
+    @property
+    def sm(self) -> Any:
+        return self.aws.client("secretsmanager")
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            "ROTATOR_SLOT_SECRET": self.slot_arn,
+            "ROTATOR_ADMIN_SECRET": self.admin_arn,
+            "ROTATOR_AWS_ENDPOINT_URL": self.aws.endpoint_url,
+            "ROTATOR_REGION": self.aws.region,
+            "ROTATOR_DB_TLS": "disable",
+            "ROTATOR_TEMPLATE": str(self.template),
+            "ROTATOR_CONFIG_PATH": str(self.config_path),
+            "ROTATOR_DEPLOY": "none",
+            "ROTATOR_LOG_JSON": "1",
+            "ROTATOR_HEALTH_ATTEMPTS": "2",
+            "ROTATOR_HEALTH_INTERVAL": "0.2",
+        }
+        env.update(extra)
+        return env
+
+    def rotate(self, *args: str, **extra: str) -> Result:
+        runner = CliRunner()
+        result = runner.invoke(main, ["rotate", *args], env=self.env(**extra), catch_exceptions=False)
+        self.remember()
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+    def rotate_subprocess(self, *args: str, **extra: str) -> Result:
+        env = {**os.environ, **self.env(**extra)}
+        proc = subprocess.run(
+            [sys.executable, "-m", "rotator.cli", "rotate", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+        self.remember()
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    # ----------------------------------------------------------- reading state
+
+    def secret(self, stage: str = "AWSCURRENT", arn: str | None = None) -> dict[str, Any] | None:
+        try:
+            value = self.sm.get_secret_value(SecretId=arn or self.slot_arn, VersionStage=stage)["SecretString"]
+        except self.sm.exceptions.ResourceNotFoundException:
+            return None
+        data: dict[str, Any] = json.loads(value)
+        return data
+
+    def admin(self, stage: str = "AWSCURRENT") -> dict[str, Any] | None:
+        return self.secret(stage, self.admin_arn)
+
+    def put_current(self, data: dict[str, Any], arn: str | None = None) -> None:
+        """Replace AWSCURRENT by hand (simulating drift). moto's plain put_secret_value can leave AWSCURRENT on
+        two versions after a label move, so move the label explicitly, as real AWS would."""
+        arn = arn or self.slot_arn
+        old = next(v for v, st in self.stages(arn).items() if "AWSCURRENT" in st)
+        new = self.sm.put_secret_value(SecretId=arn, SecretString=json.dumps(data), VersionStages=["TEST"])["VersionId"]
+        self.sm.update_secret_version_stage(
+            SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=new, RemoveFromVersionId=old
+        )
+        self.sm.update_secret_version_stage(SecretId=arn, VersionStage="TEST", RemoveFromVersionId=new)
+
+    def stages(self, arn: str | None = None) -> dict[str, list[str]]:
+        described = self.sm.describe_secret(SecretId=arn or self.slot_arn)
+        return {k: sorted(v) for k, v in described["VersionIdsToStages"].items()}
+
+    def remember(self) -> None:
+        """Collect every password stored so far (for 'replaced passwords fail' and log scans)."""
+        for arn in (self.slot_arn, self.admin_arn):
+            versions = self.sm.list_secret_version_ids(SecretId=arn, IncludeDeprecated=True)["Versions"]
+            for v in versions:
+                data = json.loads(self.sm.get_secret_value(SecretId=arn, VersionId=v["VersionId"])["SecretString"])
+                for slot in ("A", "B"):
+                    if isinstance(data.get(slot), dict) and data[slot].get("password"):
+                        self.seen_passwords.add(data[slot]["password"])
+                if data.get("password"):
+                    self.seen_passwords.add(data["password"])
+
+    def config_user(self) -> str | None:
+        deployed = read_deployed(self.template, self.config_path)
+        return deployed.username if deployed else None
+
+    def config_password(self) -> str | None:
+        deployed = read_deployed(self.template, self.config_path)
+        return deployed.password if deployed else None
+
+    def assert_consistent(self) -> None:
+        """Both slots' secret credentials log in, every replaced password fails, admin works, config on active."""
+        cur = self.secret()
+        assert cur is not None
+        assert self.secret("AWSPENDING") is None, "AWSPENDING left behind"
+        assert self.admin("AWSPENDING") is None, "admin AWSPENDING left behind"
+        live = {cur["A"]["password"], cur["B"]["password"]}
+        for slot in ("A", "B"):
+            creds = cur[slot]
+            assert self.db.login_works(creds["username"], creds["password"]), f"slot {slot} does not log in"
+            for old in self.seen_passwords - live:
+                assert not self.db.login_works(creds["username"], old), f"slot {slot}: a replaced password works"
+        admin = self.admin()
+        assert admin is not None
+        assert self.db.login_works(admin["username"], admin["password"]), "admin does not log in"
+        assert self.config_user() == cur[cur["active_slot"]]["username"], "config is not on the active slot"
+        assert self.config_password() == cur[cur["active_slot"]]["password"]
+
+
+def make_env(db: DbEnv, aws: AwsEnv, tmp: Path, *, create_users: bool = True) -> RotationEnv:
+    """Secrets for two slot users (created with their passwords unless create_users=False) and the admin."""
+    from tests.harness import strong_password
+
+    env = RotationEnv(db=db, aws=aws, tmp=tmp, user_a=db.user("app_a"), user_b=db.user("app_b"))
+    env.config_path = tmp / "sqlconf.php"
+    pw_a, pw_b = strong_password(), strong_password()
+    slot = {
+        "active_slot": "A",
+        "engine": db.engine,
+        "A": {"username": env.user_a, "password": pw_a, "host": db.host, "port": str(db.port), "dbname": db.dbname},
+        "B": {"username": env.user_b, "password": pw_b, "host": db.host, "port": str(db.port), "dbname": db.dbname},
+    }
+    admin = {"username": db.admin_user, "password": db.admin_password, "host": db.host, "port": db.port}
+    env.slot_arn = aws.create_secret("slots", json.dumps(slot))
+    env.admin_arn = aws.create_secret("admin", json.dumps(admin))
+    if create_users:
+        from rotator.db import get_engine
+        from rotator.db.base import Endpoint, TlsConfig
+
+        engine = get_engine(db.engine)
+        ep = Endpoint(db.host, db.port, db.dbname, TlsConfig("disable"))
+        session = engine.admin_session(ep, db.admin_user, db.admin_password)
+        try:
+            session.create_user(env.user_a, pw_a, dbname=db.dbname, grants_from=None)
+            session.create_user(env.user_b, pw_b, dbname=db.dbname, grants_from=env.user_a)
+        finally:
+            session.close()
+    env.remember()
+    return env

@@ -1,0 +1,301 @@
+"""`rotator rotate` end to end on real PostgreSQL and MariaDB, with Secrets Manager on the moto server."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rotator.db import get_engine
+from rotator.db.base import Endpoint, TlsConfig
+from rotator.errors import ExitCode
+from tests.conftest import AwsEnv
+from tests.harness import DbEnv, strong_password
+from tests.integration.rotation_env import Result, RotationEnv, make_env
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def env(db: DbEnv, aws: AwsEnv, tmp_path: Path) -> RotationEnv:
+    return make_env(db, aws, tmp_path)
+
+
+def assert_no_secret_in(env: RotationEnv, *results: Result) -> None:
+    env.remember()
+    for result in results:
+        for password in env.seen_passwords:
+            assert password not in result.stdout and password not in result.stderr, "a password leaked"
+
+
+def snapshot(env: RotationEnv) -> tuple[object, ...]:
+    """Everything a run could change: password hashes, secret versions, config bytes."""
+    config = env.config_path.read_bytes() if env.config_path.exists() else None
+    return (env.db.password_hashes(), env.stages(), env.stages(env.admin_arn), config)
+
+
+def test_ten_rotations_alternate(env: RotationEnv) -> None:
+    results = []
+    for i in range(10):
+        result = env.rotate()
+        results.append(result)
+        assert result.exit_code == 0, result.stderr[-2000:]
+        expected = "B" if i % 2 == 0 else "A"
+        assert env.secret()["active_slot"] == expected  # type: ignore[index]
+        report = result.report
+        assert report["slots_after"]["active"] == expected
+        assert report["outcome"] == "ok"
+        assert all(s["outcome"] == "ok" for s in report["steps"])
+        env.assert_consistent()
+    assert_no_secret_in(env, *results)
+
+
+def test_report_counts_aws_calls_and_times_steps(env: RotationEnv) -> None:
+    report = env.rotate().report
+    assert report["aws_api_calls"] > 0
+    assert report["slots_before"] == {"active": "A", "config": None}
+    assert report["slots_after"] == {"active": "B", "config": "B"}
+    assert all(isinstance(s["duration_ms"], float) for s in report["steps"])
+
+
+def test_dry_run_changes_nothing(env: RotationEnv) -> None:
+    assert env.rotate().exit_code == 0
+    env.db.set_password_directly(env.user_a, strong_password())  # drift, so the plan has healing in it
+    before = snapshot(env)
+    result = env.rotate("--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert snapshot(env) == before
+    steps = result.report["steps"]
+    assert steps and all(s["outcome"] == "planned" and s["reason"] for s in steps)
+    assert any(s["step"] == "set_password" and "drifted" in s["reason"] for s in steps)
+
+
+def test_second_run_is_locked_out(env: RotationEnv) -> None:
+    assert env.rotate().exit_code == 0
+    db = env.db
+    cur = env.secret()
+    assert cur is not None
+    active = cur[cur["active_slot"]]
+    session = get_engine(db.engine).admin_session(
+        Endpoint(db.host, db.port, db.dbname, TlsConfig("disable")),
+        db.admin_user,
+        env.admin()["password"],  # type: ignore[index]
+    )
+    try:
+        assert session.try_lock(f"rotator:{active['host']}:{active['port']}:{active['dbname']}")
+        before = snapshot(env)
+        result = env.rotate()
+        assert result.exit_code == ExitCode.LOCKED
+        assert "lock" in result.report["error"]
+        assert snapshot(env) == before
+    finally:
+        session.close()
+    assert env.rotate().exit_code == 0
+
+
+def test_bad_input_changes_nothing(env: RotationEnv) -> None:
+    assert env.rotate().exit_code == 0
+    before = snapshot(env)
+    missing = env.rotate(ROTATOR_SLOT_SECRET="no-such-secret")
+    assert missing.exit_code == ExitCode.BAD_INPUT
+    assert "no-such-secret" in missing.stderr + missing.stdout
+    bad_engine = env.rotate(ROTATOR_ENGINE="mysql" if env.db.engine == "postgres" else "postgres")
+    assert bad_engine.exit_code == ExitCode.BAD_INPUT
+    no_template = env.rotate(ROTATOR_TEMPLATE=str(env.tmp / "nope.j2"))
+    assert no_template.exit_code == ExitCode.BAD_INPUT
+    assert "--template" in no_template.stderr
+    bad_mode = env.rotate(ROTATOR_FILE_MODE="rw-r--r--")
+    assert bad_mode.exit_code == ExitCode.BAD_INPUT
+    assert snapshot(env) == before
+
+
+def test_broken_secret_is_bad_input_and_never_echoed(env: RotationEnv) -> None:
+    assert env.rotate().exit_code == 0
+    cur = env.secret()
+    assert cur is not None
+    leaked = cur["A"]["password"]
+    cur["B"]["port"] = "not-a-port"
+    env.put_current(cur)
+    hashes = env.db.password_hashes()
+    config = env.config_path.read_bytes()
+    result = env.rotate()
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "B.port" in result.report["error"]
+    assert leaked not in result.stdout + result.stderr
+    assert env.db.password_hashes() == hashes and env.config_path.read_bytes() == config
+
+
+@pytest.fixture
+def app_broken_on_slot_a(env: RotationEnv) -> Iterator[str]:
+    """A local HTTP 'app' that reads the deployed config per request and answers 500 while it points at
+    slot A's user (as if slot A lacked a grant the app needs), 200 otherwise."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(500 if env.config_user() == env.user_a else 200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/health"
+    server.shutdown()
+
+
+def test_failing_http_health_rolls_back(env: RotationEnv, app_broken_on_slot_a: str) -> None:
+    assert env.rotate(ROTATOR_HEALTH_URL=app_broken_on_slot_a).exit_code == 0  # now on B, config rendered
+    config = env.config_path.read_bytes()
+    cur = env.secret()
+    hashes = env.db.password_hashes()
+    result = env.rotate(ROTATOR_HEALTH_URL=app_broken_on_slot_a)
+    assert result.exit_code == ExitCode.ROLLED_BACK, result.stderr[-2000:]
+    assert env.config_path.read_bytes() == config
+    assert env.secret() == cur
+    assert env.db.password_hashes() == hashes
+    assert env.db.login_works(cur["B"]["username"], cur["B"]["password"])  # type: ignore[index]
+    assert result.report["slots_after"] == {"active": "B", "config": "B"}
+    assert any(s["step"] == "health_check" and s["outcome"] == "failed" for s in result.report["steps"])
+    assert env.rotate().exit_code == 0  # the app is fixed (no health URL): the next run flips
+    env.assert_consistent()
+
+
+# ------------------------------------------------------------------ drift: every plan-table world, made real
+
+
+def test_first_run_bootstraps_both_users(db: DbEnv, aws: AwsEnv, tmp_path: Path) -> None:
+    env = make_env(db, aws, tmp_path, create_users=False)
+    result = env.rotate()
+    assert result.exit_code == 0, result.stderr[-2000:]
+    assert db.user_exists(env.user_a) and db.user_exists(env.user_b)
+    env.assert_consistent()
+    assert env.rotate().exit_code == 0
+    env.assert_consistent()
+
+
+def test_first_run_config_on_admin_user(env: RotationEnv) -> None:
+    """The app's config still uses the admin user: it is moved onto a slot."""
+    from rotator.render import render as render_template
+    from rotator.secrets import Credentials
+
+    admin = env.admin()
+    assert admin is not None
+    creds = Credentials(admin["username"], admin["password"], env.db.host, env.db.port, env.db.dbname)
+    env.config_path.write_bytes(render_template(env.template, creds, "A", None))
+    result = env.rotate()
+    assert result.exit_code == 0, result.stderr[-2000:]
+    env.assert_consistent()
+
+
+def test_standby_user_missing_is_created(env: RotationEnv) -> None:
+    assert env.rotate().exit_code == 0  # active B, standby A
+    env.db.drop_user(env.user_a)
+    assert env.rotate().exit_code == 0
+    env.assert_consistent()
+
+
+def test_standby_password_drift_is_set_back(env: RotationEnv) -> None:
+    assert env.rotate().exit_code == 0
+    env.db.set_password_directly(env.user_a, strong_password())
+    result = env.rotate()
+    assert result.exit_code == 0
+    assert any("drifted" in s["reason"] for s in result.report["steps"])
+    env.assert_consistent()
+
+
+def test_live_drift_adopts_config_password(env: RotationEnv) -> None:
+    assert env.rotate().exit_code == 0  # live B
+    cur = env.secret()
+    assert cur is not None
+    live_pw = cur["B"]["password"]
+    cur["B"]["password"] = strong_password()  # the secret drifted; the DB and the config still use live_pw
+    env.put_current(cur)
+    result = env.rotate("--sync-db-users")
+    assert result.exit_code == 0
+    assert env.secret()["B"]["password"] == live_pw  # type: ignore[index]
+    assert env.db.login_works(env.user_b, live_pw)
+    assert env.rotate().exit_code == 0
+    env.assert_consistent()
+
+
+def test_config_already_on_standby_persists_the_flip(env: RotationEnv) -> None:
+    from rotator.render import render as render_template
+    from rotator.secrets import SlotSecret
+
+    assert env.rotate().exit_code == 0  # active B
+    s = SlotSecret.parse(json.dumps(env.secret()))
+    env.config_path.write_bytes(render_template(env.template, s.slot("A"), "A", None))  # crashed flip to A
+    result = env.rotate()
+    assert result.exit_code == 0, result.stderr[-2000:]
+    assert env.secret()["active_slot"] == "A"  # type: ignore[index]
+    env.assert_consistent()
+
+
+def test_leftover_pending_slot_version_is_discarded(env: RotationEnv) -> None:
+    assert env.rotate().exit_code == 0  # active B
+    cur = env.secret()
+    assert cur is not None
+    bogus = dict(cur, active_slot="A")
+    bogus["A"] = dict(cur["A"], password=strong_password())
+    env.sm.put_secret_value(SecretId=env.slot_arn, SecretString=json.dumps(bogus), VersionStages=["AWSPENDING"])
+    result = env.rotate()
+    assert result.exit_code == 0, result.stderr[-2000:]
+    assert result.report["steps"][0]["step"] == "discard_slot_pending"
+    env.assert_consistent()
+
+
+def test_admin_drift_with_working_pending_is_promoted(env: RotationEnv) -> None:
+    admin = env.admin()
+    assert admin is not None
+    new = strong_password()
+    env.sm.put_secret_value(
+        SecretId=env.admin_arn, SecretString=json.dumps(dict(admin, password=new)), VersionStages=["AWSPENDING"]
+    )
+    env.db.set_password_directly(env.db.admin_user, new)  # the crash happened after ALTER USER
+    result = env.rotate()
+    assert result.exit_code == 0, result.stderr[-2000:]
+    assert result.report["steps"][0]["step"] == "promote_admin_pending"
+    env.assert_consistent()
+
+
+def test_no_admin_login_needs_a_human(env: RotationEnv) -> None:
+    env.db.set_password_directly(env.db.admin_user, strong_password())
+    before = (env.stages(), env.stages(env.admin_arn))
+    result = env.rotate()
+    assert result.exit_code == ExitCode.NEEDS_HUMAN
+    assert "admin" in result.report["error"]
+    assert (env.stages(), env.stages(env.admin_arn)) == before
+    assert not env.config_path.exists()
+
+
+# ------------------------------------------------------------------ crash safety
+
+
+def _normal_step_count(env: RotationEnv) -> int:
+    return len(env.rotate("--dry-run").report["steps"])
+
+
+def test_sigkill_after_every_step_converges(db: DbEnv, aws: AwsEnv, tmp_path: Path) -> None:
+    """For every step boundary: a real subprocess is SIGKILLed right after that step; then a normal run
+    converges, no password is lost, and the deployed config logs in after the crash."""
+    probe = make_env(db, aws, tmp_path / "probe")
+    assert probe.rotate().exit_code == 0
+    steps = _normal_step_count(probe)
+    assert steps >= 11
+    for k in range(1, steps + 1):
+        env = make_env(db, aws, tmp_path / f"k{k}")
+        assert env.rotate().exit_code == 0  # config rendered, active B
+        crashed = env.rotate_subprocess(ROTATOR_TEST_KILL_AFTER_STEP=str(k))
+        assert crashed.exit_code == -9, (k, crashed.stderr[-1500:])
+        user, password = env.config_user(), env.config_password()
+        assert user and password and db.login_works(user, password), f"config does not log in after step {k}"
+        healed = env.rotate_subprocess()
+        assert healed.exit_code == 0, (k, healed.stderr[-2000:])
+        env.assert_consistent()
+        assert_no_secret_in(env, crashed, healed)
