@@ -120,7 +120,11 @@ class RotationEnv:
         return {k: sorted(v) for k, v in described["VersionIdsToStages"].items()}
 
     def remember(self) -> None:
-        """Collect every password stored so far (for 'replaced passwords fail' and log scans)."""
+        """Collect every password stored so far (for 'replaced passwords fail' and log scans), and keep the
+        harness's admin password current (several envs may share the test database's admin user)."""
+        admin = self.admin()
+        if admin is not None and self.db.login_works(admin["username"], admin["password"]):
+            self.db.admin_password = admin["password"]
         for arn in (self.slot_arn, self.admin_arn):
             versions = self.sm.list_secret_version_ids(SecretId=arn, IncludeDeprecated=True)["Versions"]
             for v in versions:
@@ -158,11 +162,12 @@ class RotationEnv:
         assert self.config_password() == cur[cur["active_slot"]]["password"]
 
 
-def make_env(db: DbEnv, aws: AwsEnv, tmp: Path, *, create_users: bool = True) -> RotationEnv:
+def make_env(db: DbEnv, aws: AwsEnv, tmp: Path, *, create_users: bool = True, tag: str = "") -> RotationEnv:
     """Secrets for two slot users (created with their passwords unless create_users=False) and the admin."""
     from tests.harness import strong_password
 
-    env = RotationEnv(db=db, aws=aws, tmp=tmp, user_a=db.user("app_a"), user_b=db.user("app_b"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = RotationEnv(db=db, aws=aws, tmp=tmp, user_a=db.user(f"{tag}app_a"), user_b=db.user(f"{tag}app_b"))
     env.config_path = tmp / "sqlconf.php"
     pw_a, pw_b = strong_password(), strong_password()
     slot = {
@@ -172,8 +177,8 @@ def make_env(db: DbEnv, aws: AwsEnv, tmp: Path, *, create_users: bool = True) ->
         "B": {"username": env.user_b, "password": pw_b, "host": db.host, "port": str(db.port), "dbname": db.dbname},
     }
     admin = {"username": db.admin_user, "password": db.admin_password, "host": db.host, "port": db.port}
-    env.slot_arn = aws.create_secret("slots", json.dumps(slot))
-    env.admin_arn = aws.create_secret("admin", json.dumps(admin))
+    env.slot_arn = aws.create_secret(f"{tag}slots", json.dumps(slot))
+    env.admin_arn = aws.create_secret(f"{tag}admin", json.dumps(admin))
     if create_users:
         from rotator.db import get_engine
         from rotator.db.base import Endpoint, TlsConfig

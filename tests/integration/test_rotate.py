@@ -284,12 +284,12 @@ def _normal_step_count(env: RotationEnv) -> int:
 def test_sigkill_after_every_step_converges(db: DbEnv, aws: AwsEnv, tmp_path: Path) -> None:
     """For every step boundary: a real subprocess is SIGKILLed right after that step; then a normal run
     converges, no password is lost, and the deployed config logs in after the crash."""
-    probe = make_env(db, aws, tmp_path / "probe")
+    probe = make_env(db, aws, tmp_path / "probe", tag="probe")
     assert probe.rotate().exit_code == 0
     steps = _normal_step_count(probe)
     assert steps >= 11
     for k in range(1, steps + 1):
-        env = make_env(db, aws, tmp_path / f"k{k}")
+        env = make_env(db, aws, tmp_path / f"k{k}", tag=f"k{k}")
         assert env.rotate().exit_code == 0  # config rendered, active B
         crashed = env.rotate_subprocess(ROTATOR_TEST_KILL_AFTER_STEP=str(k))
         assert crashed.exit_code == -9, (k, crashed.stderr[-1500:])
