@@ -160,5 +160,82 @@ def status(**kw: Any) -> None:
     sys.exit(_run(kw, dry_run=True))
 
 
+def _split(value: str | None) -> list[str] | None:
+    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@_opt("--stack-name", env="ROTATOR_STACK_NAME", help="CloudFormation stack whose outputs name what is missing.")
+@_opt("--cluster", env="ROTATOR_LAUNCH_CLUSTER", help="ECS cluster (else output ClusterName).")
+@_opt("--task-definition", env="ROTATOR_TASK_DEFINITION", help="Else output RotationTaskDefinitionArn.")
+@_opt("--subnets", env="ROTATOR_SUBNETS", help="Comma-separated subnet ids (else output SubnetIds).")
+@_opt("--security-groups", env="ROTATOR_SECURITY_GROUPS", help="Comma-separated ids (else SecurityGroupIds).")
+@_opt("--log-group", env="ROTATOR_LOG_GROUP", help="CloudWatch log group (else output RotationLogGroup).")
+@_opt("--container-name", env="ROTATOR_CONTAINER_NAME", default="rotator")
+@click.option("--assign-public-ip/--no-assign-public-ip", default=None, help="Default: the stack's AssignPublicIp.")
+@_opt("--region", env=["ROTATOR_REGION", "AWS_REGION"])
+@_opt("--aws-endpoint-url", env="ROTATOR_AWS_ENDPOINT_URL")
+@_opt("--timeout", env="ROTATOR_LAUNCH_TIMEOUT", type=float, default=3600.0, help="Seconds to wait for the task.")
+@click.option("--no-wait", is_flag=True, help="Return once the task is started.")
+@click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+def launch(overrides: tuple[str, ...], **kw: Any) -> None:
+    """Run the rotation as a one-off ECS task, wait for it, print its logs, exit with its exit code.
+
+    Extra arguments (--dry-run, --sync-db-users, --fix-permissions, --no-json) are passed to the task."""
+    from rotator.aws import AwsClients
+    from rotator.launch import launch as run_launch
+
+    log.configure(json=False)
+    aws = AwsClients(region=kw["region"], endpoint_url=kw["aws_endpoint_url"])
+    try:
+        code = run_launch(
+            aws.client("ecs"),
+            aws.client("logs"),
+            aws.client("cloudformation"),
+            stack_name=kw["stack_name"],
+            cluster=kw["cluster"],
+            task_definition=kw["task_definition"],
+            subnets=_split(kw["subnets"]),
+            security_groups=_split(kw["security_groups"]),
+            assign_public_ip=kw["assign_public_ip"],
+            log_group=kw["log_group"],
+            container_name=kw["container_name"],
+            overrides=list(overrides),
+            wait=not kw["no_wait"],
+            timeout_s=kw["timeout"],
+            print_line=click.echo,
+        )
+    except RotatorError as exc:
+        code = _fail(exc)
+    sys.exit(code)
+
+
+@main.command("iam-policy")
+@_opt("--slot-secret", env="ROTATOR_SLOT_SECRET", required=True, help="Slot secret name or ARN.")
+@_opt("--admin-secret", env="ROTATOR_ADMIN_SECRET", required=True, help="Admin secret name or ARN.")
+@_opt("--region", env=["ROTATOR_REGION", "AWS_REGION"], required=True)
+@_opt("--account-id", env="ROTATOR_ACCOUNT_ID", required=True, help="12-digit AWS account id.")
+@_opt("--ecs-cluster", env="ROTATOR_ECS_CLUSTER", help="With --deploy ecs: the one cluster.")
+@_opt("--ecs-service", env="ROTATOR_ECS_SERVICE", help="With --deploy ecs: the one service.")
+@_opt("--kms-key-arn", env="ROTATOR_KMS_KEY_ARN", help="Customer-managed key of the secrets, if any.")
+def iam_policy(**kw: Any) -> None:
+    """Print the least-privilege IAM policy of the rotation task (the same statements as deploy/)."""
+    from rotator import iam
+
+    try:
+        policy = iam.build_policy(
+            region=kw["region"],
+            account_id=kw["account_id"],
+            slot_secret_arn=kw["slot_secret"],
+            admin_secret_arn=kw["admin_secret"],
+            cluster_name=kw["ecs_cluster"],
+            service_name=kw["ecs_service"],
+            kms_key_arn=kw["kms_key_arn"],
+        )
+    except RotatorError as exc:
+        sys.exit(_fail(exc))
+    click.echo(iam.to_json(policy))
+
+
 if __name__ == "__main__":
     main()
