@@ -13,5 +13,7 @@ echo "== ruff"
 "$VENV/bin/ruff" check rotator tests bench
 echo "== mypy"
 "$VENV/bin/mypy"
+echo "== infrastructure lint (cfn-lint, hadolint, actionlint/shellcheck when installed)"
+PATH="$PWD/$VENV/bin:$PATH" ./scripts/lint-infra.sh
 echo "== pytest"
 exec "$VENV/bin/python" -m pytest "$@"
