@@ -89,7 +89,7 @@ class Kind(StrEnum):
     VERIFY_ADMIN = "verify_admin"
 
 
-# Steps after which a failure must roll the app config back to the old slot.
+# Steps whose failure must roll the app back to the old slot.
 FLIP_KINDS = frozenset({Kind.RENDER_CONFIG, Kind.DEPLOY, Kind.HEALTH_CHECK})
 
 
@@ -340,6 +340,17 @@ def plan(w: World, opt: Options) -> Plan:
             flip_to, rollback_to = new, active
             if opt.renders_config:
                 steps.append(Step(Kind.RENDER_CONFIG, f"point the app's config at the standby slot {new}", slot=new))
+            else:
+                # No config file: the secret is the app's config. Publish the flip before the grace period so
+                # that loader clients move to the new slot while the old one still works.
+                steps += [
+                    Step(
+                        Kind.WRITE_SLOT_PENDING,
+                        f"publish the flip to slot {new} (credential-loader clients follow active_slot)",
+                        active=new,
+                    ),
+                    Step(Kind.PROMOTE_SLOT_PENDING, f"slot {new} is active; the old slot keeps working for now"),
+                ]
             steps.append(Step(Kind.DEPLOY, f"roll the app onto slot {new}", slot=new))
             steps.append(Step(Kind.HEALTH_CHECK, f"prove the app is healthy on slot {new}", slot=new))
             steps += _rotate_old_slot(active, new, f"the app is healthy on slot {new}")

@@ -29,7 +29,7 @@ from rotator.errors import (
     SecretFormatError,
 )
 from rotator.log import get_logger, register_secret
-from rotator.plan import FLIP_KINDS, Options, Plan, SlotState, Source, Step, World, plan
+from rotator.plan import FLIP_KINDS, Kind, Options, Plan, SlotState, Source, Step, World, plan
 from rotator.secrets import SLOTS, AdminSecret, Credentials, Slot, SlotSecret, normalize_engine, other
 from rotator.store.base import SecretStore, SecretVersions
 
@@ -473,6 +473,11 @@ class Applier:
         self.pending_version = self.r.store.put_pending(self.s.slot_secret, new.to_json(), str(uuid.uuid4()))
         self.pending = new
 
+    def publish_active(self, slot: Slot) -> None:
+        """Loader apps follow active_slot: rolling them back means publishing the old slot again."""
+        self._write_slot_pending(Step(Kind.WRITE_SLOT_PENDING, "roll back", active=slot))
+        self._promote_slot_pending(Step(Kind.PROMOTE_SLOT_PENDING, "roll back"))
+
     def _promote_slot_pending(self, step: Step) -> None:
         assert self.pending is not None and self.pending_version is not None
         self.r.store.promote(self.s.slot_secret, self.pending_version)
@@ -555,6 +560,8 @@ class Applier:
                     self.config_slot = self.obs.world.config_slot
                 else:
                     self.write_config(back, take_snapshot=False)
+            elif self.secret.active_slot != back:
+                self.publish_active(back)
             if self.r.deployer is not None:
                 self.r.deployer.deploy(f"roll back to slot {back}", slot=back)
             self.check_health(back)

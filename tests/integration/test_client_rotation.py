@@ -1,13 +1,17 @@
 """A service rides through two blue/green rotations with zero failed connections.
 
 Threads open connections in a loop (directly, through a pooled SQLAlchemy engine, and on PostgreSQL through a
-psycopg_pool pool) against a real database, while the slot secret in (moto) Secrets Manager is rotated twice.
+psycopg_pool pool) against a real database, while `rotator rotate --deploy none` (the real command, as a
+subprocess) rotates the slot secret in (moto) Secrets Manager twice.
 The cache TTL is 300 s, so recovery has to come from the refresh-on-authentication-failure path.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +31,7 @@ from tests.harness import DbEnv, strong_password
 
 pytestmark = pytest.mark.integration
 
-GRACE = 1.0  # seconds between the flip and the old slot's new password
+GRACE = 1.0  # --grace-seconds: between publishing the flip and the old slot's new password
 TTL = 300.0
 
 
@@ -42,6 +46,7 @@ class SlotDb:
     passwords: dict[str, str]
     active: str = "A"
     arn: str = ""
+    admin_arn: str = ""
 
     def secret(self) -> str:
         def slot(name: str) -> dict[str, Any]:
@@ -59,22 +64,30 @@ class SlotDb:
     def put(self) -> None:
         self.aws.client("secretsmanager").put_secret_value(SecretId=self.arn, SecretString=self.secret())
 
-    # TODO(rotation): switch to the real rotator rotate --deploy none once rotator.cli exists
     def rotate(self) -> None:
-        """What a rotation does to the database and the secret, in its order (a stand-in for the CLI)."""
-        old, new = self.active, "B" if self.active == "A" else "A"
-        # 1. The standby slot gets a fresh password (nobody uses it).
-        self.passwords[new] = strong_password()
-        self.db.set_password_directly(self.users[new], self.passwords[new])
-        # 2. Flip: the secret now names the standby slot as active.
-        self.active = new
-        self.put()
-        # 3. Grace: clients that still hold the old slot's credentials keep logging in with them.
-        time.sleep(GRACE)
-        # 4. The old slot gets a fresh password, stored first: from now on the old credentials are refused.
-        self.passwords[old] = strong_password()
-        self.put()
-        self.db.set_password_directly(self.users[old], self.passwords[old])
+        """The real `rotator rotate --deploy none`, as a subprocess: it publishes the flip, waits the grace
+        period, proves the new slot, then gives the old slot a fresh password (and rotates the admin)."""
+        env = {
+            **os.environ,
+            "ROTATOR_SLOT_SECRET": self.arn,
+            "ROTATOR_ADMIN_SECRET": self.admin_arn,
+            "ROTATOR_AWS_ENDPOINT_URL": self.aws.endpoint_url,
+            "ROTATOR_REGION": self.aws.region,
+            "ROTATOR_DEPLOY": "none",
+            "ROTATOR_GRACE_SECONDS": str(GRACE),
+            "ROTATOR_DB_TLS": "disable",
+            "ROTATOR_LOG_JSON": "1",
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "rotator.cli", "rotate"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        # VersionStage explicitly: moto answers a stage-less GetSecretValue with a stale version after
+        # UpdateSecretVersionStage has moved AWSCURRENT (real AWS returns AWSCURRENT).
+        sm = self.aws.client("secretsmanager")
+        current = json.loads(sm.get_secret_value(SecretId=self.arn, VersionStage="AWSCURRENT")["SecretString"])
+        self.active = current["active_slot"]
+        self.passwords = {slot: current[slot]["password"] for slot in "AB"}
 
 
 def create_slot_db(db: DbEnv, aws: AwsEnv) -> SlotDb:
@@ -102,6 +115,8 @@ def create_slot_db(db: DbEnv, aws: AwsEnv) -> SlotDb:
             my.close()
     slots = SlotDb(db=db, aws=aws, users=users, passwords=passwords)
     slots.arn = aws.create_secret("slots", slots.secret())
+    admin = {"username": db.admin_user, "password": db.admin_password, "host": db.host, "port": db.port}
+    slots.admin_arn = aws.create_secret("admin", json.dumps(admin))
     return slots
 
 
@@ -230,7 +245,6 @@ def test_service_rides_through_two_rotations(db: DbEnv, aws: AwsEnv) -> None:
         try:
             time.sleep(0.5)
             for _ in range(2):
-                # TODO(rotation): switch to the real rotator rotate --deploy none once rotator.cli exists
                 slots.rotate()
                 last_rotation_ended = time.monotonic()
                 time.sleep(2.5)  # the services keep working, and move to the new slot

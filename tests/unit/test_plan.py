@@ -241,13 +241,15 @@ def test_fix_permissions_step() -> None:
     assert run(world(), sync_db_users=True, fix_permissions=True).kinds == [K.FIX_PERMISSIONS]
 
 
-def test_without_a_config_file_no_render_and_active_is_live() -> None:
-    """--deploy none for apps using the credential loader: they follow active_slot."""
+def test_without_a_config_file_the_flip_is_published_before_the_grace_period() -> None:
+    """--deploy none for apps using the credential loader: they follow active_slot, so the flip is
+    published (and promoted) before DEPLOY's grace period and before the old slot's password changes."""
     p = run(world(config=None, a="drift"), renders_config=False)
     assert K.RENDER_CONFIG not in p.kinds
-    assert p.kinds[0] == K.DEPLOY
-    # Slot A is active (protected) even though no config names it.
-    assert not [s for s in p.steps[:2] if s.kind == K.SET_PASSWORD]
+    assert p.kinds == [K.WRITE_SLOT_PENDING, K.PROMOTE_SLOT_PENDING, K.DEPLOY, K.HEALTH_CHECK, *ROTATE_OLD, *ADMIN]
+    assert p.steps[0].active == "B" and p.steps[0].fresh == ()
+    # Slot A is active (protected) even though no config names it: never set before the flip is proven.
+    assert p.kinds.index(K.SET_PASSWORD) > p.kinds.index(K.HEALTH_CHECK)
 
 
 def test_password_changes_are_always_preceded_by_a_pending_write() -> None:
