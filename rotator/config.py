@@ -70,6 +70,8 @@ class Settings:
             raise BadInput(
                 f"directory of --config-path {self.config_path} does not exist: create it or fix ROTATOR_CONFIG_PATH"
             )
+        if self.fix_permissions and self.config_path is None:
+            raise BadInput("--fix-permissions needs --config-path (and --template): the file to fix")
         if not 0 <= self.file_mode <= 0o7777:
             raise BadInput("--file-mode must be an octal mode such as 0644")
         if self.deploy_timeout <= 0 or self.grace_seconds < 0:

@@ -1,8 +1,9 @@
 """Password policy and generation.
 
 The default alphabet is safe, unescaped, inside a URL/DSN userinfo (RFC 3986 unreserved characters),
-a PHP single-quoted string, a .pgpass line, a dotenv value and a shell word: letters, digits, '-', '_',
-'.' and '~'. None of them needs quoting in any of those places.
+a PHP single-quoted string, a .pgpass line, a dotenv value and a shell word: letters, digits, '-', '_'
+and '.'. None of them needs quoting in any of those places. ('~' is URL-unreserved but not shell-safe: a
+word starting with it is tilde-expanded.)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from rotator.errors import BadInput
 
-SAFE_SYMBOLS = "-_.~"
+SAFE_SYMBOLS = "-_."
 
 
 @dataclass(frozen=True)
