@@ -299,3 +299,52 @@ def test_sigkill_after_every_step_converges(db: DbEnv, aws: AwsEnv, tmp_path: Pa
         assert healed.exit_code == 0, (k, healed.stderr[-2000:])
         env.assert_consistent()
         assert_no_secret_in(env, crashed, healed)
+
+
+def test_fix_permissions_with_sync_changes_only_the_mode(env: RotationEnv) -> None:
+    assert env.rotate().exit_code == 0
+    env.config_path.chmod(0o600)
+    before = (env.db.password_hashes(), env.stages(), env.config_path.read_bytes())
+    result = env.rotate("--sync-db-users", "--fix-permissions", "--file-mode", "0640")
+    assert result.exit_code == 0, result.stderr[-2000:]
+    assert [s["step"] for s in result.report["steps"]] == ["fix_permissions"]
+    assert env.config_path.stat().st_mode & 0o7777 == 0o640
+    assert (env.db.password_hashes(), env.stages(), env.config_path.read_bytes()) == before
+
+
+def test_status_reads_only(env: RotationEnv) -> None:
+    from click.testing import CliRunner
+
+    from rotator.cli import main
+
+    assert env.rotate().exit_code == 0
+    before = snapshot(env)
+    result = CliRunner().invoke(main, ["status"], env=env.env())
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["dry_run"] is True and report["slots_before"] == {"active": "B", "config": "B"}
+    assert [s["outcome"] for s in report["steps"]] == ["planned"] * len(report["steps"])
+    assert snapshot(env) == before
+
+
+@pytest.mark.parametrize("kill_after", [1, 2, 3, 4, 5])
+def test_sigkill_in_loader_mode_converges(db: DbEnv, aws: AwsEnv, tmp_path: Path, kill_after: int) -> None:
+    """--deploy none without a config file (apps on rotator.client): the flip is published first. A crash
+    after any of the first steps (publish, promote, grace, health, old-slot pending) still converges."""
+    env = make_env(db, aws, tmp_path)
+    loader_mode = {"ROTATOR_TEMPLATE": "", "ROTATOR_CONFIG_PATH": ""}
+    assert env.rotate(**loader_mode).exit_code == 0
+    crashed = env.rotate_subprocess(ROTATOR_TEST_KILL_AFTER_STEP=str(kill_after), **loader_mode)
+    assert crashed.exit_code == -9, crashed.stderr[-1500:]
+    cur = env.secret()
+    assert cur is not None
+    active = cur[cur["active_slot"]]
+    assert db.login_works(active["username"], active["password"]), "the published slot does not log in"
+    healed = env.rotate_subprocess(**loader_mode)
+    assert healed.exit_code == 0, healed.stderr[-2000:]
+    cur = env.secret()
+    assert cur is not None and env.secret("AWSPENDING") is None
+    for slot in ("A", "B"):
+        assert db.login_works(cur[slot]["username"], cur[slot]["password"])
+    admin = env.admin()
+    assert admin is not None and db.login_works(admin["username"], admin["password"])
