@@ -65,6 +65,7 @@ class Report:
     dry_run: bool
     slots_before: dict[str, Any] = field(default_factory=dict)
     slots_after: dict[str, Any] = field(default_factory=dict)
+    observed: dict[str, Any] = field(default_factory=dict)
     steps: list[StepRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     blocked: str | None = None
@@ -82,6 +83,7 @@ class Report:
             "dry_run": self.dry_run,
             "slots_before": self.slots_before,
             "slots_after": self.slots_after,
+            "observed": self.observed,
             "steps": [s.as_dict() for s in self.steps],
             "notes": self.notes,
             "blocked": self.blocked,
@@ -310,20 +312,21 @@ class Rotation:
         self.report.slots_before = {"active": w.secret.active_slot, "config": w.config_slot}
         self.report.notes = list(the_plan.notes)
         self.report.blocked = the_plan.blocked
-        log.info(
-            "observed",
-            engine=self.engine.name,
-            active_slot=w.secret.active_slot,
-            config_slot=w.config_slot,
-            pending_slot_version=w.pending is not None,
-            pending_admin_version=w.admin_pending is not None,
-            admin_login="current" if w.admin_current_ok else "pending" if w.admin_pending_ok else "none",
-            slots={
-                slot: {"exists": st.exists, **{src.value: ok for src, ok in st.logins.items()}}
+        self.report.observed = {
+            "engine": self.engine.name,
+            "active_slot": w.secret.active_slot,
+            "config_slot": w.config_slot,
+            "config_present": w.config_present,
+            "pending_slot_version": w.pending is not None,
+            "pending_admin_version": w.admin_pending is not None,
+            "admin_login": "current" if w.admin_current_ok else "pending" if w.admin_pending_ok else "none",
+            "slots": {
+                slot: {"exists": st.exists, **{f"{src.value}_password_logs_in": ok for src, ok in st.logins.items()}}
                 for slot, st in w.slots.items()
             },
-            deployment=w.deployment,
-        )
+            "deployment": w.deployment,
+        }
+        log.info("observed", **self.report.observed)
         for note in the_plan.notes:
             log.warning("note", note=note)
 

@@ -324,6 +324,10 @@ def test_status_reads_only(env: RotationEnv) -> None:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["dry_run"] is True and report["slots_before"] == {"active": "B", "config": "B"}
     assert [s["outcome"] for s in report["steps"]] == ["planned"] * len(report["steps"])
+    observed = report["observed"]
+    assert observed["admin_login"] == "current" and observed["config_slot"] == "B"
+    assert observed["slots"]["A"] == {"exists": True, "current_password_logs_in": True}
+    assert observed["slots"]["B"]["config_password_logs_in"] is True
     assert snapshot(env) == before
 
 
