@@ -352,3 +352,26 @@ def test_sigkill_in_loader_mode_converges(db: DbEnv, aws: AwsEnv, tmp_path: Path
         assert db.login_works(cur[slot]["username"], cur[slot]["password"])
     admin = env.admin()
     assert admin is not None and db.login_works(admin["username"], admin["password"])
+
+
+def test_image_entrypoint_rotates_configured_by_env_only(env: RotationEnv) -> None:
+    """The Dockerfile's exact ENTRYPOINT (`rotator rotate --log-json`, the installed console script) with
+    settings only from ROTATOR_* variables, as an ECS task override passes them."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("rotator")
+    assert script.exists(), "the console script is not installed in the venv"
+    proc = subprocess.run(
+        [str(script), "rotate", "--log-json"],
+        env={**os.environ, **env.env(ROTATOR_LOG_JSON="")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert all(json.loads(line) for line in proc.stderr.splitlines() if line.strip())  # every log line is JSON
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["event"] == "rotation_report"
+    env.assert_consistent()
+    assert_no_secret_in(env, Result(proc.returncode, proc.stdout, proc.stderr))
