@@ -22,13 +22,14 @@ from rotator.deploy.base import Deployer
 from rotator.errors import (
     BadInput,
     DatabaseError,
+    ExitCode,
     Locked,
     NeedsHuman,
     RolledBack,
     RotatorError,
     SecretFormatError,
 )
-from rotator.log import get_logger, register_secret
+from rotator.log import get_logger, register_secret, scrub
 from rotator.plan import FLIP_KINDS, Kind, Options, Plan, SlotState, Source, Step, World, plan
 from rotator.secrets import SLOTS, AdminSecret, Credentials, Slot, SlotSecret, normalize_engine, other
 from rotator.store.base import SecretStore, SecretVersions
@@ -263,7 +264,12 @@ class Rotation:
         except RotatorError as exc:
             report.outcome = type(exc).__name__
             report.exit_code = int(exc.exit_code)
-            report.error = str(exc)
+            report.error = scrub(str(exc))
+        except Exception as exc:  # never a raw traceback (which could carry a value) out of a run
+            log.exception("unexpected_error")
+            report.outcome = "UnexpectedError"
+            report.exit_code = int(ExitCode.FAILED)
+            report.error = f"{type(exc).__name__}: {scrub(str(exc))}; a re-run heals what this run left"
         finally:
             report.aws_api_calls = self.api_calls()
             report.duration_ms = (time.monotonic() - started) * 1000
@@ -393,7 +399,12 @@ class Applier:
         for index, (step, record) in enumerate(zip(self.plan.steps, records, strict=True), start=1):
             t0 = time.monotonic()
             try:
-                self.apply(step)
+                try:
+                    self.apply(step)
+                except RotatorError:
+                    raise
+                except Exception as unexpected:  # a bug or an unmapped library error: still roll back
+                    raise RotatorError(f"{type(unexpected).__name__}: {scrub(str(unexpected))}") from None
             except RotatorError as exc:
                 record.outcome, record.error = "failed", str(exc)
                 record.duration_ms = (time.monotonic() - t0) * 1000

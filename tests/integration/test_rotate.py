@@ -375,3 +375,45 @@ def test_image_entrypoint_rotates_configured_by_env_only(env: RotationEnv) -> No
     assert json.loads(proc.stdout.strip().splitlines()[-1])["event"] == "rotation_report"
     env.assert_consistent()
     assert_no_secret_in(env, Result(proc.returncode, proc.stdout, proc.stderr))
+
+
+def test_unexpected_error_during_the_flip_still_rolls_back(env: RotationEnv) -> None:
+    """A deployer that crashes with a plain exception (a bug, an unmapped library error) on the flip: the
+    rotation still rolls the config back and exits 'rolled back'. The deployer is a tiny stand-in: the
+    point is the orchestrator's handling, not a deployment."""
+    from rotator.config import Settings
+    from rotator.deploy.base import DeploymentState
+    from rotator.wiring import build_rotation
+
+    assert env.rotate().exit_code == 0
+    config, secret = env.config_path.read_bytes(), env.secret()
+
+    class CrashOnce:
+        name = "crash-once"
+        calls = 0
+
+        def describe(self) -> DeploymentState:
+            return DeploymentState("stable", "test stand-in")
+
+        def deploy(self, reason: str, *, slot: str | None = None) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("boom")
+
+    settings = Settings(
+        slot_secret=env.slot_arn,
+        admin_secret=env.admin_arn,
+        aws_endpoint_url=env.aws.endpoint_url,
+        region=env.aws.region,
+        template=env.template,
+        config_path=env.config_path,
+        db_tls="disable",
+    )
+    rotation, _ = build_rotation(settings)
+    deployer = CrashOnce()
+    rotation.deployer = deployer
+    report = rotation.run()
+    assert report.exit_code == ExitCode.ROLLED_BACK, report.error
+    assert "RuntimeError: boom" in (report.error or "")
+    assert deployer.calls == 2  # the flip, then the rollback's redeploy
+    assert env.config_path.read_bytes() == config and env.secret() == secret
