@@ -237,5 +237,16 @@ def iam_policy(**kw: Any) -> None:
     click.echo(iam.to_json(policy))
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def demo(args: tuple[str, ...]) -> None:
+    """A real rotation under load on this machine: embedded PostgreSQL, moto, an app behind a front.
+
+    `rotator demo --help` lists its options (rotations, instances, --postgres-dsn, --mysql-dsn, ...)."""
+    from rotator.demo.runner import main as demo_main
+
+    sys.exit(demo_main(list(args)))
+
+
 if __name__ == "__main__":
     main()
