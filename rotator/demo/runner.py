@@ -4,7 +4,7 @@
                            [--postgres-dsn DSN | --mysql-dsn DSN] [--json] [--verbose]
 
 Exit code 0 when every rotation ended as expected and not one request failed; 1 otherwise; 2 for bad
-options or a set-up that could not be made.
+options or a set-up that could not be made; 130 when interrupted (everything started is stopped first).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -316,16 +317,26 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # unwinds through the stack's clean-up
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def run_command(
+    *,
+    rotations: int = 3,
+    instances: int = 2,
+    load_threads: int = 4,
+    postgres_dsn: str | None = None,
+    mysql_dsn: str | None = None,
+    show_rollback: bool = False,
+    json: bool = False,
+    verbose: bool = False,
+) -> int:
+    """The `rotator demo` command: its options by name (the click command passes ``**kw``), its exit code."""
     try:
         config = DemoConfig(
-            rotations=args.rotations,
-            instances=args.instances,
-            load_threads=args.load_threads,
-            postgres_dsn=args.postgres_dsn,
-            mysql_dsn=args.mysql_dsn,
-            show_rollback=args.show_rollback,
+            rotations=rotations,
+            instances=instances,
+            load_threads=load_threads,
+            postgres_dsn=postgres_dsn or None,
+            mysql_dsn=mysql_dsn or None,
+            show_rollback=show_rollback,
         )
     except ValueError as exc:
         print(f"rotator demo: {exc}", file=sys.stderr)
@@ -333,10 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:
-        return run_demo(config, verbose=args.verbose, as_json=args.json)
+        return run_demo(config, verbose=verbose, as_json=json)
     except KeyboardInterrupt:
         print("rotator demo: interrupted; everything it started was stopped", file=sys.stderr)
         return 130
-    except (RuntimeError, OSError) as exc:
-        print(f"rotator demo: set-up failed: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc()
+        print(f"rotator demo: failed: {type(exc).__name__}: {log.scrub(str(exc))}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(**vars(parser().parse_args(argv)))
