@@ -232,7 +232,6 @@ def run_demo(config: DemoConfig, out: TextIO | None = None, *, verbose: bool = F
 def demo(config: DemoConfig, out: TextIO | None = None, *, verbose: bool = False, as_json: bool = False) -> DemoResult:
     """Run the whole demo; the result says what happened (``result.ok``: all as expected, 0 failed)."""
     p = Printer(out or sys.stdout, verbose)
-    log.configure(level="warning")  # the rotator's own modules, used here to set up users and render
     result = DemoResult()
     p.line("rotator demo: rotate a database's credentials while an app serves, and count every request")
     p.line()
@@ -341,6 +340,7 @@ def run_command(
     except ValueError as exc:
         print(f"rotator demo: {exc}", file=sys.stderr)
         return 2
+    log.configure(level="warning")  # the rotator's own modules, used here to set up users and render
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:
