@@ -367,3 +367,20 @@ def test_passwords_never_reach_the_logs_or_errors(db: DbEnv, captured_logs: io.S
         assert secret not in output
         assert all(secret not in r.reason for r in results)
         assert all(secret not in e for e in errors)
+
+
+def test_mysql_tls_disable_really_means_plaintext(mysql: DbEnv) -> None:
+    """--db-tls disable: PyMySQL must not negotiate TLS even when the server offers it."""
+    from rotator.db.mysql import MySQLEngine
+
+    session = MySQLEngine().admin_session(
+        Endpoint(mysql.host, mysql.port, mysql.dbname, TlsConfig("disable")), mysql.admin_user, mysql.admin_password
+    )
+    try:
+        conn = session._conn  # type: ignore[attr-defined]
+        with conn.cursor() as cur:
+            cur.execute("SHOW STATUS LIKE 'Ssl_cipher'")
+            row = cur.fetchone()
+        assert row is not None and row[1] == ""
+    finally:
+        session.close()
