@@ -17,6 +17,7 @@ from typing import Any
 
 from rotator import health, render
 from rotator.config import Settings
+from rotator.db._common import AdminLoginFailed
 from rotator.db.base import AdminSession, Endpoint, Engine, LoginResult
 from rotator.deploy.base import Deployer
 from rotator.errors import (
@@ -184,13 +185,23 @@ class Rotation:
             )
         return result
 
-    def admin_login(self, sec: Secrets) -> AdminLogin:
+    def admin_connect(self, sec: Secrets) -> tuple[AdminLogin, AdminSession | None]:
+        """Open the admin session with the current password, else the pending one. The session itself is the
+        login check (one SCRAM handshake fewer than checking first)."""
         ep = self.admin_endpoint(sec.admin, sec.current)
-        if self.login(ep, sec.admin.username, sec.admin.password).ok:
-            return AdminLogin(True, False, sec.admin.password)
-        if sec.admin_pending is not None and self.login(ep, sec.admin.username, sec.admin_pending.password).ok:
-            return AdminLogin(False, True, sec.admin_pending.password)
-        return AdminLogin(False, False)
+        candidates = [(sec.admin.password, AdminLogin(True, False, sec.admin.password))]
+        if sec.admin_pending is not None:
+            candidates.append((sec.admin_pending.password, AdminLogin(False, True, sec.admin_pending.password)))
+        for password, login in candidates:
+            try:
+                return login, self.engine.admin_session(ep, sec.admin.username, password)
+            except AdminLoginFailed as exc:
+                if not exc.auth_failed:
+                    raise RotatorError(
+                        f"cannot reach the database at {ep.host}:{ep.port} as the admin: {exc}; check the network "
+                        "path, --db-tls and the host in the secrets, then re-run"
+                    ) from None
+        return AdminLogin(False, False), None
 
     def observe(self, sec: Secrets, admin: AdminLogin, session: AdminSession | None) -> Observation:
         s, p = sec.current, sec.pending
@@ -277,14 +288,10 @@ class Rotation:
 
     def _run(self) -> None:
         sec = self.read_secrets()
-        admin = self.admin_login(sec)
-        session: AdminSession | None = None
+        admin, session = self.admin_connect(sec)
         lock: str | None = None
         try:
-            if admin.password is not None:
-                session = self.engine.admin_session(
-                    self.admin_endpoint(sec.admin, sec.current), sec.admin.username, admin.password
-                )
+            if session is not None:
                 name = self.lock_name(sec.current)
                 if not session.try_lock(name):
                     raise Locked(
