@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from rotator.cli import main
+from rotator.errors import ExitCode
 from rotator.render import read_deployed
 from tests.conftest import AwsEnv
 from tests.harness import DbEnv
@@ -90,6 +92,17 @@ class RotationEnv:
         )
         self.remember()
         return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def rotate_after_lock_holder_died(self, *args: str, **extra: str) -> Result:
+        """A run right after the previous lock holder was killed or closed: the server releases that session's
+        lock only once it has noticed the disconnect, so this run may find it locked (exit 3, nothing changed)
+        for a moment; like a user, try again."""
+        deadline = time.monotonic() + 10
+        while True:
+            result = self.rotate_subprocess(*args, **extra)
+            if result.exit_code != ExitCode.LOCKED or time.monotonic() > deadline:
+                return result
+            time.sleep(0.2)
 
     # ----------------------------------------------------------- reading state
 

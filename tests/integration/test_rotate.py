@@ -94,7 +94,7 @@ def test_second_run_is_locked_out(env: RotationEnv) -> None:
         assert snapshot(env) == before
     finally:
         session.close()
-    assert env.rotate().exit_code == 0
+    assert env.rotate_after_lock_holder_died().exit_code == 0
 
 
 def test_bad_input_changes_nothing(env: RotationEnv) -> None:
@@ -295,7 +295,7 @@ def test_sigkill_after_every_step_converges(db: DbEnv, aws: AwsEnv, tmp_path: Pa
         assert crashed.exit_code == -9, (k, crashed.stderr[-1500:])
         user, password = env.config_user(), env.config_password()
         assert user and password and db.login_works(user, password), f"config does not log in after step {k}"
-        healed = env.rotate_subprocess()
+        healed = env.rotate_after_lock_holder_died()
         assert healed.exit_code == 0, (k, healed.stderr[-2000:])
         env.assert_consistent()
         assert_no_secret_in(env, crashed, healed)
@@ -344,7 +344,7 @@ def test_sigkill_in_loader_mode_converges(db: DbEnv, aws: AwsEnv, tmp_path: Path
     assert cur is not None
     active = cur[cur["active_slot"]]
     assert db.login_works(active["username"], active["password"]), "the published slot does not log in"
-    healed = env.rotate_subprocess(**loader_mode)
+    healed = env.rotate_after_lock_holder_died(**loader_mode)
     assert healed.exit_code == 0, healed.stderr[-2000:]
     cur = env.secret()
     assert cur is not None and env.secret("AWSPENDING") is None
