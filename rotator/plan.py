@@ -46,7 +46,6 @@ class World:
     slots: Mapping[Slot, SlotState]
     config_slot: Slot | None = None  # the slot whose user the deployed config uses; None: missing/other user
     config_present: bool = False
-    config_user: str | None = None
     config_password: str | None = field(default=None, repr=False)
     deployment: str = "unknown"
 

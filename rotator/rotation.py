@@ -135,6 +135,7 @@ class Rotation:
         self.store = store
         self.engine_factory = engine_factory
         self._engine: Engine | None = None
+        self.config: render.ConfigFile | None = None
         self.deployer = deployer
         self.api_calls = api_calls
         self.http_check = http_check
@@ -160,6 +161,14 @@ class Rotation:
         if current.engine is not None and current.engine != engine:
             raise BadInput(f"the slot secret says engine {current.engine} but --engine is {engine}: make them agree")
         self._engine = self.engine_factory(engine)
+        if s.template is not None and s.config_path is not None:
+            self.config = render.ConfigFile(
+                s.template,
+                s.config_path,
+                s.file_mode,
+                s.file_owner,
+                extra={"db_scheme": "mysql" if engine == "mysql" else "postgresql"},
+            )
         return Secrets(slot_v, current, pending, admin_v, admin, admin_pending)
 
     @property
@@ -238,17 +247,13 @@ class Rotation:
             slots=slots,
             config_slot=config_slot,
             config_present=deployed is not None,
-            config_user=deployed.username if deployed else None,
             config_password=deployed.password if deployed else None,
             deployment=self.deployer.describe().status if self.deployer is not None else "n/a",
         )
         return Observation(world, sec)
 
     def read_deployed(self) -> render.DeployedConfig | None:
-        s = self.settings
-        if s.template is None or s.config_path is None:
-            return None
-        return render.read_deployed(s.template, s.config_path)
+        return self.config.read_deployed() if self.config is not None else None
 
     def options(self) -> Options:
         s = self.settings
@@ -527,26 +532,20 @@ class Applier:
     # -------------------------------------------------------------- config, deploy, health
 
     def _fix_permissions(self, step: Step) -> None:
-        assert self.s.config_path is not None
-        render.fix_permissions(self.s.config_path, self.s.file_mode, self.s.file_owner)
+        assert self.r.config is not None
+        self.r.config.fix_permissions()
 
     def _render_config(self, step: Step) -> None:
         assert step.slot is not None
         self.write_config(step.slot, take_snapshot=True)
 
     def write_config(self, slot: Slot, *, take_snapshot: bool) -> None:
-        s = self.s
-        assert s.template is not None and s.config_path is not None
+        config = self.r.config
+        assert config is not None
         if take_snapshot:
-            self.snapshot = render.snapshot(s.config_path)
+            self.snapshot = config.snapshot()
             self.rendered = True
-        data = render.render(
-            s.template,
-            self.secret.slot(slot),
-            slot,
-            {"db_scheme": "mysql" if self.r.engine.name == "mysql" else "postgresql"},
-        )
-        render.write_atomic(s.config_path, data, mode=s.file_mode, owner=s.file_owner)
+        config.write(self.secret.slot(slot), slot)
         self.config_slot = slot
 
     def _deploy(self, step: Step) -> None:
@@ -567,6 +566,10 @@ class Applier:
         ]
         if self.r.http_check is not None:
             checks.append(self.r.http_check)
+        # A deployer that could report its state when we observed (ECS; not a shell command) must report it
+        # stable now: no circuit-breaker rollback under way.
+        if self.r.deployer is not None and self.obs.world.deployment != "unknown":
+            checks.append(health.DeploymentCheck(self.r.deployer.describe))
         health.run_checks(checks)
 
     def rollback(self, failed: Step, exc: RotatorError) -> None:
@@ -574,10 +577,9 @@ class Applier:
         assert back is not None
         log.warning("rollback", failed_step=failed.kind.value, to_slot=back, error=str(exc))
         try:
-            if self.s.renders_config:
-                assert self.s.config_path is not None
+            if self.r.config is not None:
                 if self.rendered:
-                    render.restore(self.s.config_path, self.snapshot, self.s.file_mode, self.s.file_owner)
+                    self.r.config.restore(self.snapshot)
                     self.config_slot = self.obs.world.config_slot
                 else:
                     self.write_config(back, take_snapshot=False)

@@ -6,31 +6,28 @@ from rotator import health
 from rotator.aws import AwsClients
 from rotator.config import Settings
 from rotator.db import Engine, get_engine
-from rotator.deploy.base import Deployer
+from rotator.deploy import Deployer, make_deployer
 from rotator.rotation import Rotation
 from rotator.store.factory import open_store
 
 
 def build_deployer(settings: Settings, aws: AwsClients) -> Deployer:
     if settings.deploy == "ecs":
-        from rotator.deploy.ecs import EcsDeployer
-
-        assert settings.ecs_cluster and settings.ecs_service
-        return EcsDeployer(
-            aws.client("ecs"), settings.ecs_cluster, settings.ecs_service, timeout_s=settings.deploy_timeout
+        return make_deployer(
+            "ecs",
+            client=aws.client("ecs"),  # shared, so its calls are counted in the report
+            cluster=settings.ecs_cluster,
+            service=settings.ecs_service,
+            timeout_s=settings.deploy_timeout,
         )
     if settings.deploy == "command":
-        from rotator.deploy.command import CommandDeployer
-
-        assert settings.deploy_command
-        return CommandDeployer(
-            settings.deploy_command,
+        return make_deployer(
+            "command",
+            command=settings.deploy_command,
             timeout_s=settings.deploy_timeout,
             config_path=str(settings.config_path) if settings.config_path else None,
         )
-    from rotator.deploy.none import NoneDeployer
-
-    return NoneDeployer(settings.grace_seconds)
+    return make_deployer("none", grace_seconds=settings.grace_seconds)
 
 
 def build_http_check(settings: Settings) -> health.HttpCheck | None:
