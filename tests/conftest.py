@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import boto3
 import pytest
 
 from tests.harness import (
+    AwsEnv,
     DbEnv,
     MySqlServer,
     PgServer,
@@ -94,24 +93,6 @@ def moto_server() -> Iterator[str]:
         else:
             os.environ["AWS_ENDPOINT_URL"] = previous
         server.stop()
-
-
-@dataclass
-class AwsEnv:
-    endpoint_url: str
-    region: str
-    session: boto3.Session
-    prefix: str
-    secret_ids: list[str] = field(default_factory=list)
-
-    def client(self, service: str) -> Any:
-        return self.session.client(service, endpoint_url=self.endpoint_url, region_name=self.region)
-
-    def create_secret(self, suffix: str, value: str) -> str:
-        name = f"{self.prefix}/{suffix}"
-        arn: str = self.client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
-        self.secret_ids.append(arn)
-        return arn
 
 
 @pytest.fixture

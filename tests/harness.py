@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import boto3
 import psycopg
 import pymysql
 import pytest
@@ -431,3 +432,24 @@ def mysql_env(server: MySqlServer) -> Iterator[DbEnv]:
                     cur.execute("DROP USER %s@%s", (user, host))
         finally:
             conn.close()
+
+
+# ---------------------------------------------------------------- AWS (the moto server)
+
+
+@dataclass
+class AwsEnv:
+    endpoint_url: str
+    region: str
+    session: boto3.Session
+    prefix: str
+    secret_ids: list[str] = field(default_factory=list)
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.endpoint_url, region_name=self.region)
+
+    def create_secret(self, suffix: str, value: str) -> str:
+        name = f"{self.prefix}/{suffix}"
+        arn: str = self.client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
+        self.secret_ids.append(arn)
+        return arn

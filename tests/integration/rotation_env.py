@@ -19,8 +19,7 @@ from click.testing import CliRunner
 from rotator.cli import main
 from rotator.errors import ExitCode
 from rotator.render import read_deployed
-from tests.conftest import AwsEnv
-from tests.harness import DbEnv
+from tests.harness import AwsEnv, DbEnv
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "templates" / "sqlconf.php.j2"

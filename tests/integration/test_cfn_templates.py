@@ -29,7 +29,7 @@ import pytest
 from cfnlint.decode import cfn_yaml
 
 from rotator import iam
-from tests.conftest import AwsEnv
+from tests.harness import AwsEnv
 
 pytestmark = pytest.mark.integration
 

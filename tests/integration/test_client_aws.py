@@ -14,8 +14,7 @@ import structlog.testing
 from sqlalchemy.engine import make_url
 
 from rotator.client import CredentialLoader, CredentialsUnavailable, get_database_credentials
-from tests.conftest import AwsEnv
-from tests.harness import new_name
+from tests.harness import AwsEnv, new_name
 
 pytestmark = pytest.mark.integration
 

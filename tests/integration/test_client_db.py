@@ -11,8 +11,7 @@ import pytest
 import sqlalchemy.exc
 
 from rotator.client import CredentialLoader, DbCredentials, is_auth_failure, psycopg_kwargs, pymysql_kwargs, sqla
-from tests.conftest import AwsEnv
-from tests.harness import DbEnv
+from tests.harness import AwsEnv, DbEnv
 from tests.integration.test_client_rotation import SlotDb, create_slot_db
 
 pytestmark = pytest.mark.integration

@@ -26,8 +26,7 @@ import pytest
 
 from rotator.client import CredentialLoader, psycopg_kwargs, pymysql_kwargs, sqla
 from rotator.client.pgpool import pool_options
-from tests.conftest import AwsEnv
-from tests.harness import DbEnv, strong_password
+from tests.harness import AwsEnv, DbEnv, strong_password
 
 pytestmark = pytest.mark.integration
 

@@ -32,8 +32,7 @@ from rotator.health import (
     run_checks,
 )
 from rotator.log import register_secret
-from tests.conftest import AwsEnv
-from tests.harness import free_port, new_name
+from tests.harness import AwsEnv, free_port, new_name
 
 pytestmark = pytest.mark.integration
 

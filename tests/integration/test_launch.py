@@ -24,7 +24,7 @@ import pytest
 
 from rotator.errors import BadInput
 from rotator.launch import build_command, launch, log_stream_name
-from tests.conftest import AwsEnv
+from tests.harness import AwsEnv
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,7 @@ import pytest
 from rotator.db import get_engine
 from rotator.db.base import Endpoint, TlsConfig
 from rotator.errors import ExitCode
-from tests.conftest import AwsEnv
-from tests.harness import DbEnv, strong_password
+from tests.harness import AwsEnv, DbEnv, strong_password
 from tests.integration.rotation_env import Result, RotationEnv, make_env
 
 pytestmark = pytest.mark.integration

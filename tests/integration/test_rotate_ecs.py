@@ -14,8 +14,7 @@ from rotator.db.base import TlsMode
 from rotator.deploy.ecs import EcsDeployer
 from rotator.errors import ExitCode
 from rotator.wiring import build_rotation
-from tests.conftest import AwsEnv
-from tests.harness import DbEnv, new_name
+from tests.harness import AwsEnv, DbEnv, new_name
 from tests.integration.rotation_env import RotationEnv, make_env
 from tests.integration.test_deploy_health import ScriptedEcs, _dep
 

@@ -19,8 +19,7 @@ from rotator.errors import SecretNotFound, StoreError
 from rotator.store.base import CURRENT, PENDING
 from rotator.store.factory import open_store
 from rotator.store.secretsmanager import SecretsManagerStore
-from tests.conftest import AwsEnv
-from tests.harness import strong_password
+from tests.harness import AwsEnv, strong_password
 
 pytestmark = pytest.mark.integration
 
