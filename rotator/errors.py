@@ -57,6 +57,14 @@ class DatabaseError(RotatorError):
     """A database administration statement failed."""
 
 
+class AdminLoginFailed(DatabaseError):
+    """The admin connection could not be opened. ``auth_failed`` tells a refused login from an outage."""
+
+    def __init__(self, message: str, *, auth_failed: bool) -> None:
+        super().__init__(message)
+        self.auth_failed = auth_failed
+
+
 class DeployError(RotatorError):
     """The deployment did not complete (failed, rolled back by a circuit breaker, or timed out)."""
 

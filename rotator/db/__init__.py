@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from rotator.db.base import AdminSession, Endpoint, Engine, LoginResult, TlsConfig
+from rotator.db.base import AdminSession, Endpoint, Engine, LoginResult, TlsConfig, UserInfo
 
-__all__ = ["AdminSession", "Endpoint", "Engine", "LoginResult", "TlsConfig", "get_engine"]
+__all__ = ["AdminSession", "Endpoint", "Engine", "LoginResult", "TlsConfig", "UserInfo", "get_engine"]
 
 
 def get_engine(name: str, *, mysql_user_host: str = "%", pg_owner_role: str | None = None) -> Engine:

@@ -17,6 +17,7 @@ import hashlib
 import unicodedata
 from collections.abc import Callable, Iterator
 
+from rotator.errors import AdminLoginFailed  # noqa: F401  (re-exported: its home is rotator.errors)
 from rotator.errors import BadInput, DatabaseError
 
 REDACTED = "[REDACTED]"
@@ -26,14 +27,6 @@ MYSQL_MAX_HOST_CHARS = 255
 MYSQL_MAX_DATABASE_CHARS = 64
 MYSQL_MAX_LOCK_NAME_CHARS = 64
 _MAX_REASON_CHARS = 200
-
-
-class AdminLoginFailed(DatabaseError):
-    """The admin connection could not be opened. ``auth_failed`` tells a refused login from an outage."""
-
-    def __init__(self, message: str, *, auth_failed: bool) -> None:
-        super().__init__(message)
-        self.auth_failed = auth_failed
 
 
 def validate_name(name: str, *, what: str, max_chars: int | None = None, max_bytes: int | None = None) -> str:

@@ -35,13 +35,49 @@ class LoginResult:
     auth_failed: bool = False  # True when the server refused the credentials (as opposed to an outage)
 
 
+@dataclass(frozen=True)
+class UserInfo:
+    """What the admin sees of one user name, read before anything changes.
+
+    ``exists``: the user exists (MySQL: with the engine's host part, ``--mysql-user-host``).
+    ``privileges``: the dangerous rights it holds, human-readable, empty when none. PostgreSQL: role
+    attributes (``SUPERUSER``, ``CREATEROLE``, ``CREATEDB``, ``REPLICATION``, ``BYPASSRLS``), also those of any
+    role it is a member of, and membership in the server's predefined administrative roles. MySQL/MariaDB:
+    every global privilege (``SELECT ON *.*``, ``GRANT OPTION ON *.*``, ...), also through its roles, and any
+    privilege on the ``mysql`` schema.
+    ``marked``: it carries the rotator's slot-user marker for this database (see the engine modules).
+    ``owner_member``: PostgreSQL: a member of this database's owner role (how slot users made before the
+    marker existed are recognised); MySQL: always False.
+    ``hosts``: MySQL: every host part this user name exists with; PostgreSQL: ().
+    """
+
+    exists: bool
+    privileges: tuple[str, ...] = ()
+    marked: bool = False
+    owner_member: bool = False
+    hosts: tuple[str, ...] = ()
+
+
 class AdminSession(Protocol):
     """One admin connection, held for the whole run (it also holds the advisory lock)."""
 
     def user_exists(self, username: str) -> bool: ...
 
+    def inspect_user(self, username: str, *, dbname: str) -> UserInfo:
+        """Read what the server says of ``username`` (reads only)."""
+        ...
+
+    def mark_user(self, username: str, *, dbname: str) -> None:
+        """Give an existing user the rotator's slot-user marker of ``dbname`` (idempotent)."""
+        ...
+
+    def admin_problems(self, *, dbname: str) -> list[str]:
+        """What the admin lacks to create and alter the slot users of ``dbname``: one line per problem,
+        each naming the fix; empty when nothing is missing. Reads only."""
+        ...
+
     def create_user(self, username: str, password: str, *, dbname: str, grants_from: str | None) -> None:
-        """Create a login user with ``password``.
+        """Create a login user with ``password`` and give it the slot-user marker of ``dbname``.
 
         MySQL: copies the grants of ``grants_from`` (an existing user) or grants ALL on ``dbname``.
         PostgreSQL: makes it a member of the shared NOLOGIN owner role of ``dbname`` (created if missing)
