@@ -26,13 +26,17 @@ class PasswordPolicy:
     symbols: str = SAFE_SYMBOLS
 
     def __post_init__(self) -> None:
+        if not isinstance(self.length, int) or isinstance(self.length, bool):
+            raise BadInput("password length must be a whole number (--password-length): use e.g. 32")
         classes = self.classes()
         if not classes:
             raise BadInput("password policy has no character classes: enable at least one")
         if self.length < max(len(classes), 16):
-            raise BadInput(f"password length {self.length} is too short: use at least 16 (default 32)")
+            raise BadInput(
+                f"password length {self.length} is too short (--password-length): use at least 16 (default 32)"
+            )
         if self.length > 128:
-            raise BadInput(f"password length {self.length} is too long: use at most 128")
+            raise BadInput(f"password length {self.length} is too long (--password-length): use at most 128")
         for ch in "".join(classes):
             if ch not in _SAFE_EVERYWHERE:
                 raise BadInput(

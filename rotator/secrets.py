@@ -12,11 +12,19 @@ username and password, and then host/port come from the slot secret.
 
 Unknown keys (top level and per slot) are kept as they are, so a round trip never drops a user's data.
 Errors name the field and the fix and never include a value.
+
+What is refused before anything changes: a port that is not 1-65535 in ASCII digits (``"5432²"``, ``"٣٣٠٦"``,
+``true``); JSON nested deeper than :data:`MAX_DEPTH`; a NUL character anywhere (libpq sends C strings,
+so it cannot carry one, and a MySQL password with one cannot be typed by any client); any other control
+character in a username, host or database name. Other control characters are allowed in a password: both
+drivers carry them and every template filter escapes them, and refusing them would refuse a password that
+already logs in. Generated passwords never contain one (see :mod:`rotator.passwords`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -25,7 +33,7 @@ from rotator.errors import SecretFormatError
 Slot = Literal["A", "B"]
 SLOTS: tuple[Slot, Slot] = ("A", "B")
 ENGINES = ("mysql", "postgres")
-_ENGINE_ALIASES = {
+ENGINE_ALIASES = {
     "mysql": "mysql",
     "mariadb": "mysql",
     "aurora-mysql": "mysql",
@@ -34,14 +42,19 @@ _ENGINE_ALIASES = {
     "aurora-postgresql": "postgres",
 }
 _SLOT_KEYS = ("username", "password", "host", "port", "dbname")
+_ASCII_PORT = re.compile(r"[0-9]{1,5}")  # not str.isdigit(): it accepts "5432²" and "٣٣٠٦"
+MAX_DEPTH = 32  # a slot secret is 3 levels deep; json.loads and json.dumps recurse once per level
+_TOO_DEEP = "{what} is nested deeper than " + str(MAX_DEPTH) + " levels: store the flat seed 003 shape"
+# Any C0 control character or DEL: never in a user, host or database name.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def other(slot: Slot) -> Slot:
     return "B" if slot == "A" else "A"
 
 
-def normalize_engine(value: str, where: str) -> str:
-    engine = _ENGINE_ALIASES.get(value.strip().lower())
+def normalize_engine(value: object, where: str) -> str:
+    engine = ENGINE_ALIASES.get(value.strip().lower()) if isinstance(value, str) else None
     if engine is None:
         raise SecretFormatError(f"{where}: unknown engine: use one of mysql, postgres")
     return engine
@@ -50,11 +63,26 @@ def normalize_engine(value: str, where: str) -> str:
 def _load_json(text: str, what: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, TypeError):
+    except RecursionError:
+        raise SecretFormatError(_TOO_DEEP.format(what=what)) from None
+    except (ValueError, TypeError):  # JSONDecodeError, and an integer of more than 4300 digits
         raise SecretFormatError(f"{what} is not valid JSON: store a JSON object") from None
     if not isinstance(data, dict):
         raise SecretFormatError(f"{what} is not a JSON object: store a JSON object")
+    if _depth(data) > MAX_DEPTH:
+        raise SecretFormatError(_TOO_DEEP.format(what=what))
     return data
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion (so no depth can overflow the stack here)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            todo.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _port(value: Any, where: str) -> int:
@@ -62,7 +90,7 @@ def _port(value: Any, where: str) -> int:
         raise SecretFormatError(f"{where}.port must be a number 1-65535, as an int or a string")
     if isinstance(value, int):
         port = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and _ASCII_PORT.fullmatch(value.strip()):
         port = int(value.strip())
     else:
         raise SecretFormatError(f"{where}.port must be a number 1-65535, as an int or a string")
@@ -79,6 +107,11 @@ def _string(data: dict[str, Any], key: str, where: str, *, allow_empty: bool = F
         raise SecretFormatError(f"{where}.{key} must be a string")
     if not value and not allow_empty:
         raise SecretFormatError(f"{where}.{key} is empty: set it in the secret")
+    if key == "password":
+        if "\x00" in value:
+            raise SecretFormatError(f"{where}.password contains a NUL character, which libpq cannot send: change it")
+    elif _CONTROL.search(value):
+        raise SecretFormatError(f"{where}.{key} contains a control character: remove it")
     return value
 
 
@@ -201,8 +234,8 @@ class AdminSecret:
     def parse(cls, text: str, what: str = "admin secret") -> AdminSecret:
         data = _load_json(text, what)
         host = data.get("host")
-        if host is not None and (not isinstance(host, str) or not host):
-            raise SecretFormatError(f"{what}.host must be a non-empty string, or left out")
+        if host is not None and (not isinstance(host, str) or not host or _CONTROL.search(host)):
+            raise SecretFormatError(f"{what}.host must be a non-empty string without control characters, or left out")
         port = _port(data["port"], what) if data.get("port") not in (None, "") else None
         return cls(
             username=_string(data, "username", what),
