@@ -39,10 +39,6 @@ def register_secret(*values: str | None) -> None:
         _ordered = tuple(sorted(_secrets, key=len, reverse=True))
 
 
-def known_secret_count() -> int:
-    return len(_secrets)
-
-
 def scrub(text: str) -> str:
     # Plain substring search: registering stays O(1)-ish (no regex to recompile) and scrubbing a line is
     # a handful of C-speed scans for the few secrets a run knows.

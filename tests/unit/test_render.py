@@ -324,10 +324,10 @@ def test_any_template_round_trips(tmp_path: Path, source: str) -> None:
     (tmp_path / "inc.j2").write_text("password={{ password|env }} region={{ region|default('x') }}")
     template = tmp_path / "custom.j2"
     template.write_text(source)
-    render.check_readable(template)
     c = Credentials.parse(
         {"username": "app_b", "password": "", "host": "h", "port": 5432, "dbname": "d", "ssl": True}, "t"
     )
+    ConfigFile(template, tmp_path / "out.conf").check(c)
     for password in [*NASTY, *policy_passwords()[:10], *fuzz_passwords(40)]:
         if "username|url }}:" in source and not password:
             continue
@@ -342,14 +342,14 @@ def test_template_without_credentials_is_bad_input(tmp_path: Path) -> None:
     template = tmp_path / "t.j2"
     template.write_text("host={{ host }}\n")
     with pytest.raises(BadInput, match="neither username nor password"):
-        render.check_readable(template)
+        ConfigFile(template, tmp_path / "out.conf").check()
 
 
 def test_template_shell_quoting_a_mixed_string_is_bad_input(tmp_path: Path) -> None:
     template = tmp_path / "t.j2"
     template.write_text("X={{ ('u:' ~ password)|shell }}\n")
     with pytest.raises(BadInput, match="cannot be read back"):
-        render.check_readable(template)
+        ConfigFile(template, tmp_path / "out.conf").check()
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -412,7 +412,7 @@ def test_write_atomic_real_owner(tmp_path: Path) -> None:
 
 
 def test_write_atomic_into_missing_directory(tmp_path: Path) -> None:
-    with pytest.raises(RotatorError):
+    with pytest.raises(BadInput, match=r"directory .*nope does not exist: create it, or fix --config-path"):
         write_atomic(tmp_path / "nope" / "f", b"x")
 
 
