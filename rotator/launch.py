@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
+from rotator.aws import AwsEdge
 from rotator.errors import BadInput, ExitCode, RotatorError
 
 if TYPE_CHECKING:
@@ -63,7 +64,9 @@ EXIT_MEANINGS = {
     ExitCode.NEEDS_HUMAN: "failed and NOT restored; a human must look (see the log above)",
 }
 
-_THROTTLED = {"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "ServerException"}
+RUN_TASK_FIX = (
+    "check --cluster, --task-definition, --subnets, --security-groups and the caller's permissions: rotator iam-policy"
+)
 
 
 @dataclass(frozen=True)
@@ -95,24 +98,27 @@ def build_command(overrides: Iterable[str] = ()) -> list[str]:
     return [*SUBCOMMAND, *([JSON_FLAG] if json_logs else []), *rest]
 
 
-def stack_outputs(cfn: CloudFormationClient, stack_name: str) -> dict[str, str]:
-    try:
-        stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
-    except ClientError as exc:
-        if "does not exist" in str(exc):
-            raise BadInput(
-                f"stack {stack_name!r} does not exist in this region: check {FLAG_STACK} and --region"
-            ) from None
-        if exc.response.get("Error", {}).get("Code", "") in _THROTTLED:
-            raise RotatorError(f"cannot read stack {stack_name!r}, try again: {_aws_error(exc)}") from None
-        raise BadInput(f"cannot read stack {stack_name!r}: {_aws_error(exc)}") from None
+def stack_outputs(cfn: CloudFormationClient | AwsEdge, stack_name: str) -> dict[str, str]:
+    """The stack's outputs; a stack that cannot be read is bad input (exit 2), a failure after retries exit 1."""
+    stacks = (
+        AwsEdge.of(cfn, "cloudformation")
+        .call(
+            "DescribeStacks",
+            what=f"stack {stack_name!r}",
+            fix=f"check {FLAG_STACK} and --region",
+            refused=BadInput,
+            failed=RotatorError,
+            StackName=stack_name,
+        )
+        .get("Stacks", [])
+    )
     if not stacks:
         raise BadInput(f"stack {stack_name!r} not found: check {FLAG_STACK} and --region")
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", []) if "OutputKey" in o}
 
 
 def resolve_target(
-    cfn: CloudFormationClient | None,
+    cfn: CloudFormationClient | AwsEdge | None,
     *,
     stack_name: str | None = None,
     cluster: str | None = None,
@@ -160,71 +166,78 @@ def resolve_target(
     )
 
 
-def _aws_error(exc: ClientError | BotoCoreError) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".rstrip(": ")
-    return str(exc)
+def run_task(ecs: ECSClient | AwsEdge, target: Target, *, container_name: str, command: list[str]) -> str:
+    """Start one task; return its ARN. Errors name what to fix; nothing has changed when they are raised.
 
-
-def run_task(ecs: ECSClient, target: Target, *, container_name: str, command: list[str]) -> str:
-    """Start one task; return its ARN. Errors name what to fix; nothing has changed when they are raised."""
+    RunTask is not idempotent, but a call the edge retries failed without starting a task (throttled, 5xx)
+    or never reached ECS (no connection); a read timeout after a started task is the one way to start two,
+    and the rotation lock makes the second one exit 3 without a change.
+    """
     network: AwsVpcConfigurationTypeDef = {
         "subnets": list(target.subnets),
         "assignPublicIp": "ENABLED" if target.assign_public_ip else "DISABLED",
     }
     if target.security_groups:
         network["securityGroups"] = list(target.security_groups)
-    try:
-        response = ecs.run_task(
-            cluster=target.cluster,
-            taskDefinition=target.task_definition,
-            launchType="FARGATE",
-            count=1,
-            startedBy=STARTED_BY,
-            networkConfiguration={"awsvpcConfiguration": network},
-            overrides={"containerOverrides": [{"name": container_name, "command": command}]},
-        )
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in _THROTTLED:
-            raise RotatorError(f"RunTask failed, try again: {_aws_error(exc)}") from None
-        raise BadInput(
-            f"RunTask refused: {_aws_error(exc)} (check --cluster, --task-definition, --subnets, "
-            "--security-groups and the caller's permissions: rotator iam-policy)"
-        ) from None
-    except BotoCoreError as exc:
-        raise RotatorError(f"RunTask failed: {_aws_error(exc)}") from None
+    response = AwsEdge.of(ecs, "ecs").call(
+        "RunTask",
+        what=f"task definition {target.task_definition} in cluster {target.cluster}",
+        fix=RUN_TASK_FIX,
+        refused=BadInput,
+        failed=RotatorError,
+        cluster=target.cluster,
+        taskDefinition=target.task_definition,
+        launchType="FARGATE",
+        count=1,
+        startedBy=STARTED_BY,
+        networkConfiguration={"awsvpcConfiguration": network},
+        overrides={"containerOverrides": [{"name": container_name, "command": command}]},
+    )
     failures = response.get("failures", [])
     tasks = response.get("tasks", [])
     if failures or not tasks:
         reasons = "; ".join(f"{f.get('arn', '')} {f.get('reason', '')} {f.get('detail', '')}".strip() for f in failures)
         raise RotatorError(f"RunTask started no task: {reasons or 'no reason given'}")
-    return tasks[0]["taskArn"]
+    return str(tasks[0]["taskArn"])
 
 
 class LogFollower:
-    """Prints new events of one CloudWatch Logs stream each time it is pumped."""
+    """Prints new events of one CloudWatch Logs stream each time it is pumped.
 
-    def __init__(self, logs: CloudWatchLogsClient, group: str, stream: str) -> None:
-        self.logs = logs
+    The log is shown for the operator's convenience: when it cannot be read (after the edge's retries), the
+    follower prints why once and stops, and the launch goes on to report the task's exit code.
+    """
+
+    def __init__(self, logs: CloudWatchLogsClient | AwsEdge, group: str, stream: str) -> None:
+        self.logs = AwsEdge.of(logs, "logs")
         self.group = group
         self.stream = stream
         self.token: str | None = None
         self.found = False
+        self.broken = False
 
     def pump(self, print_line: PrintLine) -> int:
         """Print every event not printed yet; return how many. A stream not created yet has none."""
         count = 0
-        while True:
+        while not self.broken:
             kwargs: dict[str, Any] = {"logGroupName": self.group, "logStreamName": self.stream}
             kwargs.update({"nextToken": self.token} if self.token else {"startFromHead": True})
             try:
-                page = self.logs.get_log_events(**kwargs)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                    return count
-                raise
+                page = self.logs.call(
+                    "GetLogEvents",
+                    what=f"log stream {self.stream} in {self.group}",
+                    allow=("ResourceNotFoundException",),
+                    fix="check --log-group",
+                    refused=RotatorError,
+                    failed=RotatorError,
+                    **kwargs,
+                )
+            except ClientError:  # allowed: the stream does not exist yet
+                return count
+            except RotatorError as exc:
+                self.broken = True
+                print_line(f"cannot read the task's log ({exc}); still following the task")
+                return count
             self.found = True
             for event in page.get("events", []):
                 print_line(event.get("message", "").rstrip("\n"))
@@ -233,6 +246,7 @@ class LogFollower:
             if not token or token == self.token:
                 return count
             self.token = token
+        return count
 
 
 def task_id(task_arn: str) -> str:
@@ -244,11 +258,19 @@ def log_stream_name(prefix: str, container_name: str, task_arn: str) -> str:
     return f"{prefix}/{container_name}/{task_id(task_arn)}"
 
 
-def describe_task(ecs: ECSClient, cluster: str, task_arn: str) -> dict[str, Any]:
+def describe_task(ecs: ECSClient | AwsEdge, cluster: str, task_arn: str) -> dict[str, Any]:
     try:
-        response = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])
-    except (ClientError, BotoCoreError) as exc:
-        raise RotatorError(f"cannot follow task {task_arn}: {_aws_error(exc)}; it may still be running") from None
+        response = AwsEdge.of(ecs, "ecs").call(
+            "DescribeTasks",
+            what=f"task {task_arn}",
+            fix="check --cluster",
+            refused=RotatorError,
+            failed=RotatorError,
+            cluster=cluster,
+            tasks=[task_arn],
+        )
+    except RotatorError as exc:
+        raise RotatorError(f"{exc}; the task may still be running: follow it in the ECS console") from None
     tasks = response.get("tasks", [])
     if not tasks:
         raise RotatorError(f"task {task_arn} is gone from cluster {cluster}; read its log in CloudWatch Logs")
@@ -307,10 +329,14 @@ def launch(
 
     ``assign_public_ip=None`` takes the stack's ``AssignPublicIp`` output (else no public IP). Without
     ``wait`` the return is 0 once the task has started. Raises :class:`BadInput` for missing or refused
-    settings (nothing started).
+    settings (nothing started), and a :class:`RotatorError` (exit 1) for an AWS call that still fails after
+    the edge's retries; every AWS call goes through :class:`rotator.aws.AwsEdge`, whose backoff uses ``sleep``.
     """
+    ecs_edge = AwsEdge.of(ecs, "ecs", sleep=sleep)
+    logs_edge = AwsEdge.of(logs, "logs", sleep=sleep)
+    cfn_edge = AwsEdge.of(cfn, "cloudformation", sleep=sleep) if cfn is not None else None
     target = resolve_target(
-        cfn,
+        cfn_edge,
         stack_name=stack_name,
         cluster=cluster,
         task_definition=task_definition,
@@ -321,7 +347,7 @@ def launch(
         log_stream_prefix=log_stream_prefix,
     )
     command = build_command(overrides)
-    task_arn = run_task(ecs, target, container_name=container_name, command=command)
+    task_arn = run_task(ecs_edge, target, container_name=container_name, command=command)
     print_line(f"started task {task_arn} in cluster {target.cluster}: {' '.join(command)}")
     if not wait:
         return int(ExitCode.OK)
@@ -329,7 +355,7 @@ def launch(
     follower: LogFollower | None = None
     if target.log_group:
         stream = log_stream_name(target.log_stream_prefix, container_name, task_arn)
-        follower = LogFollower(logs, target.log_group, stream)
+        follower = LogFollower(logs_edge, target.log_group, stream)
     else:
         print_line("no log group known (pass --log-group or --stack-name): the task's log is not shown here")
 
@@ -337,7 +363,7 @@ def launch(
     status = ""
     try:
         while True:
-            task = describe_task(ecs, target.cluster, task_arn)
+            task = describe_task(ecs_edge, target.cluster, task_arn)
             if task.get("lastStatus", "") != status:
                 status = task.get("lastStatus", "")
                 print_line(f"task {task_id(task_arn)}: {status}")
@@ -363,7 +389,7 @@ def launch(
 def _drain(follower: LogFollower, print_line: PrintLine, sleep: Callable[[float], object], poll_s: float) -> None:
     """awslogs delivers the last lines shortly after the task stops: read until a pump finds nothing new."""
     for _ in range(5):
-        if follower.pump(print_line) == 0 and follower.found:
+        if follower.broken or (follower.pump(print_line) == 0 and follower.found):
             return
         sleep(min(poll_s, 2.0))
     if not follower.found:

@@ -29,13 +29,10 @@ def make_deployer(kind: str, **settings: Any) -> Deployer:
             region = settings.pop("region", None)
             endpoint_url = settings.pop("endpoint_url", None)
             if client is None:
-                import boto3
-                from botocore.exceptions import NoRegionError
+                from rotator.aws import AwsClients
 
-                try:
-                    client = boto3.client("ecs", region_name=region, endpoint_url=endpoint_url)
-                except NoRegionError:
-                    raise BadInput("--deploy ecs: no AWS region: pass --region or set AWS_REGION") from None
+                # botocore retries off: the deployer's AWS edge owns every retry.
+                client = AwsClients(region=region, endpoint_url=endpoint_url).client("ecs")
             return EcsDeployer(client, **settings)
         if kind == "command":
             from rotator.deploy.command import CommandDeployer

@@ -11,37 +11,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from rotator.aws import DEFAULT_MAX_ATTEMPTS, AwsEdge
 from rotator.deploy.base import DeploymentState, DeployStatus
-from rotator.errors import BadInput, DeployError
-from rotator.log import get_logger, scrub
+from rotator.errors import BadInput, DeployError, RotatorError
+from rotator.log import get_logger
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
     from mypy_boto3_ecs.type_defs import DeploymentTypeDef
 
-# Errors that no amount of waiting fixes.
-_FATAL_CODES = {
-    "AccessDeniedException",
-    "ClusterNotFoundException",
-    "ServiceNotFoundException",
-    "ServiceNotActiveException",
-    "InvalidParameterException",
-    "UnrecognizedClientException",
-}
 _STATUS: dict[str, DeployStatus] = {"COMPLETED": "stable", "IN_PROGRESS": "in_progress", "FAILED": "failed"}
-
-
-class _Transient(Exception):
-    pass
-
-
-def _aws_error(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        return scrub(f"{err.get('Code', 'error')}: {err.get('Message', '')}")
-    return scrub(f"{type(exc).__name__}: {exc}")
+_FIX = "check --ecs-cluster, --ecs-service and the region (AWS_REGION)"
 
 
 def _primary(deployments: Sequence[DeploymentTypeDef]) -> DeploymentTypeDef | None:
@@ -66,13 +46,16 @@ class EcsDeployer:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        max_describe_errors: int = 5,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
         if not cluster or not service:
             raise BadInput("the ECS deployer needs a cluster and a service (--ecs-cluster, --ecs-service)")
         if timeout_s <= 0 or poll_s <= 0:
             raise BadInput("the ECS deploy timeout and poll interval must be > 0")
-        self._client = client
+        # One retry loop per call, the edge's: a poll that still fails after it ends the deployment.
+        self._edge = AwsEdge(
+            client, "ecs", max_attempts=max_attempts, sleep=sleep, refused=DeployError, failed=DeployError
+        )
         self.cluster = cluster
         self.service = service
         self.timeout_s = timeout_s
@@ -80,21 +63,15 @@ class EcsDeployer:
         self._log = log if log is not None else get_logger(__name__)
         self._clock = clock
         self._sleep = sleep
-        self._max_describe_errors = max_describe_errors
+
+    @property
+    def _where(self) -> str:
+        return f"service {self.cluster}/{self.service}"
 
     def _deployments(self) -> list[DeploymentTypeDef]:
-        try:
-            resp = self._client.describe_services(cluster=self.cluster, services=[self.service])
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in _FATAL_CODES:
-                raise DeployError(
-                    f"ECS DescribeServices on {self.cluster}/{self.service} failed: {_aws_error(exc)}: "
-                    "check the names and the ecs:DescribeServices permission"
-                ) from None
-            raise _Transient(_aws_error(exc)) from None
-        except BotoCoreError as exc:
-            raise _Transient(_aws_error(exc)) from None
+        resp = self._edge.call(
+            "DescribeServices", what=self._where, fix=_FIX, cluster=self.cluster, services=[self.service]
+        )
         services = resp.get("services", [])
         if not services or services[0].get("status") == "INACTIVE":
             raise DeployError(f"ECS service {self.service} not found in cluster {self.cluster}: check --ecs-service")
@@ -103,7 +80,7 @@ class EcsDeployer:
     def describe(self) -> DeploymentState:
         try:
             deployments = self._deployments()
-        except (DeployError, _Transient) as exc:
+        except RotatorError as exc:
             return DeploymentState("unknown", str(exc))
         primary = _primary(deployments)
         if primary is None:
@@ -122,46 +99,40 @@ class EcsDeployer:
     def deploy(self, reason: str, *, slot: str | None = None) -> None:
         where = f"{self.cluster}/{self.service}"
         self._log.info("deploy_start", deployer=self.name, service=where, reason=reason, slot=slot)
-        try:
-            resp = self._client.update_service(cluster=self.cluster, service=self.service, forceNewDeployment=True)
-        except (ClientError, BotoCoreError) as exc:
-            raise DeployError(
-                f"ECS UpdateService on {where} failed: {_aws_error(exc)}: "
-                "check the names and the ecs:UpdateService permission"
-            ) from None
+        resp = self._edge.call(
+            "UpdateService",
+            what=self._where,
+            fix=_FIX,
+            cluster=self.cluster,
+            service=self.service,
+            forceNewDeployment=True,
+        )
         primary = _primary(resp["service"].get("deployments", []))
         if primary is None or not primary.get("id"):
             raise DeployError(f"ECS UpdateService on {where} returned no PRIMARY deployment: cannot follow the rollout")
         deployment_id = primary["id"]
         started = self._clock()
         deadline = started + self.timeout_s
-        errors = 0
         last = "not yet described"
         while True:
             try:
                 deployments = self._deployments()
-            except _Transient as exc:
-                errors += 1
-                self._log.warning("deploy_poll_failed", deployer=self.name, error=str(exc), attempt=errors)
-                if errors >= self._max_describe_errors:
-                    raise DeployError(
-                        f"ECS DescribeServices on {where} failed {errors} times in a row ({exc}): "
-                        f"the state of deployment {deployment_id} is unknown; check the ECS console"
-                    ) from None
-            else:
-                errors = 0
-                ours = next((d for d in deployments if d.get("id") == deployment_id), None)
-                if self._finished(deployment_id, ours, _primary(deployments), len(deployments)):
-                    self._log.info(
-                        "deploy_done",
-                        deployer=self.name,
-                        deployment=deployment_id,
-                        outcome="ok",
-                        duration_ms=int((self._clock() - started) * 1000),
-                    )
-                    return
-                assert ours is not None
-                last = f"rollout {ours.get('rolloutState', 'n/a')}, {_counts(ours)}"
+            except DeployError as exc:
+                raise DeployError(
+                    f"{exc}; the state of deployment {deployment_id} is unknown: check the ECS console"
+                ) from None
+            ours = next((d for d in deployments if d.get("id") == deployment_id), None)
+            if self._finished(deployment_id, ours, _primary(deployments), len(deployments)):
+                self._log.info(
+                    "deploy_done",
+                    deployer=self.name,
+                    deployment=deployment_id,
+                    outcome="ok",
+                    duration_ms=int((self._clock() - started) * 1000),
+                )
+                return
+            assert ours is not None
+            last = f"rollout {ours.get('rolloutState', 'n/a')}, {_counts(ours)}"
             if self._clock() >= deadline:
                 raise DeployError(
                     f"ECS deployment {deployment_id} of {where} did not finish within {self.timeout_s:g}s "

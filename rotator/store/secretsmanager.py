@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from rotator.aws import aws_retrying, error_code, map_client_error, sanitize_arn
+from rotator.aws import AwsEdge, map_client_error, sanitize_arn
 from rotator.errors import SecretFormatError, StoreError
 from rotator.log import get_logger, register_secret
 from rotator.store.base import CURRENT, PENDING, SecretVersions, Version
@@ -46,9 +46,10 @@ class _Labels:
 class SecretsManagerStore:
     """:class:`~rotator.store.base.SecretStore` on Secrets Manager.
 
-    Give it a client built by :class:`rotator.aws.AwsClients` (botocore retries off): this store retries
-    throttling, 5xx and connection errors itself, up to ``max_attempts`` attempts per call, with jittered
-    exponential backoff (``backoff_base`` doubling up to ``backoff_max`` seconds).
+    Give it a client built by :class:`rotator.aws.AwsClients` (botocore retries off): every call goes through
+    the one AWS edge (:class:`rotator.aws.AwsEdge`), which retries throttling, 5xx and connection errors up to
+    ``max_attempts`` attempts per call, with jittered exponential backoff (``backoff_base`` doubling up to
+    ``backoff_max`` seconds), and maps every other failure to one line.
     """
 
     def __init__(
@@ -60,11 +61,14 @@ class SecretsManagerStore:
         backoff_max: float = 8.0,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        self._client = client
-        self._max_attempts = max_attempts
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
-        self._sleep = sleep
+        self._edge = AwsEdge(
+            client,
+            "secretsmanager",
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            sleep=sleep,
+        )
         self._labels: dict[str, _Labels] = {}
         # Values this store has read or written, by (secret, version): a reused token with another value is
         # refused before any call. AWS refuses it too, but moto silently overwrites a pending version.
@@ -224,30 +228,14 @@ class SecretsManagerStore:
     # -- calls ------------------------------------------------------------------------------------------------
 
     def _call(self, operation: str, secret_id: str, *, allow: Sequence[str] = (), **params: Any) -> dict[str, Any]:
-        """One logical AWS call with retries. Errors become RotatorErrors, except those whose code the caller
-        ``allow``s (re-raised as ClientError); a refused label move is always re-raised for the caller to heal.
+        """One logical AWS call through the edge (retried, errors mapped), counted once. Error codes the
+        caller ``allow``s are re-raised as ClientError; a refused label move always is, for the caller to heal.
         """
         self.calls[operation] += 1
-        method = getattr(self._client, _snake(operation))
         allowed = set(allow)
         if operation == "UpdateSecretVersionStage":
             allowed.add("InvalidParameterException")
-        retrying = aws_retrying(
-            max_attempts=self._max_attempts,
-            backoff_base=self._backoff_base,
-            backoff_max=self._backoff_max,
-            sleep=self._sleep,
-            operation=operation,
-        )
-        try:
-            response: dict[str, Any] = retrying(method, **params)
-        except ClientError as exc:
-            if error_code(exc) in allowed:
-                raise
-            raise map_client_error(exc, _what(secret_id), service="secretsmanager") from exc
-        except BotoCoreError as exc:
-            raise map_client_error(exc, _what(secret_id), service="secretsmanager") from exc
-        return response
+        return self._edge.call(operation, what=_what(secret_id), allow=allowed, **params)
 
     def _version(self, secret_id: str, response: Mapping[str, Any]) -> Version:
         value = response.get("SecretString")
@@ -270,7 +258,3 @@ def _token_reused(secret_id: str, token: str) -> StoreError:
 
 def _what(secret_id: str) -> str:
     return f"secret {secret_id}"
-
-
-def _snake(operation: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")

@@ -82,7 +82,9 @@ def test_ecs_times_out_on_a_rollout_that_never_finishes(ecs_service: tuple[Any, 
 def test_ecs_missing_service(ecs_service: tuple[Any, str, str]) -> None:
     client, cluster, _ = ecs_service
     deployer = EcsDeployer(client, cluster, "no-such-service", timeout_s=5, poll_s=0.01)
-    with pytest.raises(DeployError, match=r"UpdateService .* failed: ServiceNotFoundException"):
+    with pytest.raises(
+        DeployError, match=r"^ECS UpdateService: service .*/no-such-service does not exist \(ServiceNotFoundException\)"
+    ):
         deployer.deploy("flip")
     state = deployer.describe()
     assert state.status == "unknown" and "not found" in state.detail

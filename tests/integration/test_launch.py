@@ -319,7 +319,7 @@ def test_missing_settings_name_the_flag(aws: AwsEnv, infra: Infra) -> None:
 
 
 def test_refused_run_task_is_bad_input(aws: AwsEnv, infra: Infra) -> None:
-    with pytest.raises(BadInput, match=r"RunTask refused: .*check --cluster"):
+    with pytest.raises(BadInput, match=r"^ECS RunTask: .* does not exist \(ClusterNotFoundException\): check --cluster"):
         launch(
             aws.client("ecs"),
             aws.client("logs"),
