@@ -12,12 +12,34 @@ grantee); only the grantee is replaced (by bound parameters) and the authenticat
 Copying adds grants; it never revokes what the target already has.
 
 GET_LOCK names are server-wide (not per database): callers include the database in the lock name.
+
+Passwords reach the server only as their stored hash (see :mod:`rotator.db.mysql_auth`): MariaDB gets
+``IDENTIFIED BY PASSWORD '*<mysql_native_password hash>'``, MySQL ``IDENTIFIED WITH caching_sha2_password AS
+'$A$005$...'``; the server is told apart by ``VERSION()``. Logins send the password's UTF-8 bytes.
+
+The account managed is ``user@user_host`` (``--mysql-user-host``, default ``%``); ``inspect_user`` also
+reports every other host part the name exists with, so that the planner can refuse a name that would become a
+second, untracked account.
+
+The slot-user marker (a password is changed only on a user proven to be one of this database's slot users):
+a role without any privilege per database, ``rotator_slot_<dbname>`` (or, when that is longer than 32
+characters, MySQL 8's limit for role names, ``rotator_slot_`` + the first 19 hex digits of SHA-256 of the
+database name), created when missing and granted to the slot user (``GRANT role TO user@host``). A user is
+marked when it holds that role without ADMIN OPTION (``mysql.roles_mapping`` on MariaDB, ``mysql.role_edges``
+on MySQL 8). Why a role: MariaDB has no per-account comment or attribute (MySQL 8's ``ATTRIBUTE`` is not
+there), and a role is a first-class, visible, privilege-free object that goes into SHOW GRANTS, so copying the
+peer's grants copies the marker along. The cost: MariaDB lets only the holders of a role's ADMIN OPTION grant
+it (not even root may otherwise); the admin that creates the role gets it, which is why holding the role WITH
+ADMIN OPTION is not a mark, and why ``admin_problems`` reports an admin that lacks it (MySQL 8 also accepts
+ROLE_ADMIN). The marker role is left in place when the slot users are dropped (``DROP ROLE`` it by hand).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import ssl
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -25,7 +47,6 @@ import pymysql
 import pymysql.cursors
 
 from rotator.db._common import (
-    AdminLoginFailed,
     escape_pyformat,
     mysql_lock_name,
     quote_mysql_identifier,
@@ -35,8 +56,9 @@ from rotator.db._common import (
     validate_mysql_host,
     validate_mysql_user,
 )
-from rotator.db.base import TLS_MODES, Endpoint, LoginResult, TlsConfig
-from rotator.errors import BadInput, DatabaseError
+from rotator.db.base import TLS_MODES, Endpoint, LoginResult, TlsConfig, UserInfo
+from rotator.db.mysql_auth import caching_sha2_password_hash, native_password_hash
+from rotator.errors import AdminLoginFailed, BadInput, DatabaseError
 from rotator.log import get_logger
 
 log = get_logger(__name__)
@@ -54,6 +76,47 @@ _AUTH_CLAUSE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _BARE_USAGE = re.compile(r"GRANT\s+USAGE\s+ON\s+\*\.\*", re.IGNORECASE)
+# Global privileges are printed as upper-case words (MySQL 8's dynamic ones joined by "," without a space).
+_GLOBAL_GRANT = re.compile(r"GRANT ([A-Z_ ,]+) ON \*\.\* TO ")
+_MYSQL_SCHEMA_GRANT = re.compile(r"GRANT (.+?) ON (`mysql`\.(?:\*|`(?:[^`]|``)*`)) TO ")
+_MARKER_PREFIX = "rotator_slot_"
+_MAX_ROLE_NAME_CHARS = 32  # MySQL 8's limit (MariaDB allows more): one rule for both servers
+
+
+def marker_role(dbname: str) -> str:
+    """The privilege-less role that marks the slot users of ``dbname``."""
+    name = _MARKER_PREFIX + dbname
+    if len(name) <= _MAX_ROLE_NAME_CHARS:
+        return name
+    digest = hashlib.sha256(dbname.encode()).hexdigest()
+    return _MARKER_PREFIX + digest[: _MAX_ROLE_NAME_CHARS - len(_MARKER_PREFIX)]
+
+
+def global_privileges(lines: Iterable[str], grantee: str) -> list[str]:
+    """The global privileges (and those on the ``mysql`` schema) in SHOW GRANTS lines of ``grantee``.
+
+    ``grantee`` is the account as SHOW GRANTS prints it (```user`@`host``` or, for a MariaDB role, ```role```).
+    Bare ``USAGE`` is no privilege; ``WITH GRANT OPTION`` is reported as ``GRANT OPTION ON <target>``.
+    """
+    found: list[str] = []
+    for raw in lines:
+        line = strip_auth_clause(raw.strip())
+        at = line.rfind(f" TO {grantee}")
+        tail = line[at + len(grantee) + 4 :] if at >= 0 else ""
+        match = _GLOBAL_GRANT.match(line)
+        if match:
+            target = "*.*"
+            privileges = [p.strip() for p in match.group(1).split(",")]
+        else:
+            match = _MYSQL_SCHEMA_GRANT.match(line)
+            if not match:
+                continue
+            target = match.group(2)
+            privileges = [match.group(1)]  # may hold column lists: kept as printed
+        found += [f"{p} ON {target}" for p in privileges if p and p != "USAGE"]
+        if re.search(r"\bWITH\b.*\bGRANT OPTION\b", tail):
+            found.append(f"GRANT OPTION ON {target}")
+    return found
 
 
 def strip_auth_clause(grant: str) -> str:
@@ -147,7 +210,7 @@ class MySQLEngine:
             host=endpoint.host,
             port=endpoint.port,
             user=username,
-            password=password,
+            password=password.encode("utf-8"),  # PyMySQL would send a str as latin-1; servers and PHP use UTF-8
             database=database,
             connect_timeout=endpoint.connect_timeout,
             read_timeout=read_timeout,
@@ -229,6 +292,7 @@ class MySQLAdminSession:
         self._conn = conn
         self._login_user = login_user
         self._host = validate_mysql_host(user_host)
+        self._is_mariadb: bool | None = None
 
     def __enter__(self) -> MySQLAdminSession:
         return self
@@ -245,9 +309,81 @@ class MySQLAdminSession:
             cur.execute(query, params)
             return list(cur.fetchall())
 
+    def _mariadb(self) -> bool:
+        if self._is_mariadb is None:
+            self._is_mariadb = "mariadb" in str(self._execute("SELECT VERSION()")[0][0]).lower()
+        return self._is_mariadb
+
+    def _identified(self, password: str) -> tuple[str, str]:
+        """The authentication clause (with one ``%s``) and its parameter: a hash, never the password."""
+        if self._mariadb():
+            return "IDENTIFIED BY PASSWORD %s", native_password_hash(password)
+        return "IDENTIFIED WITH caching_sha2_password AS %s", caching_sha2_password_hash(password)
+
     def _hosts_of(self, username: str) -> list[str]:
-        rows = self._execute("SELECT Host FROM mysql.user WHERE User = %s ORDER BY Host", (username,))
+        roles = " AND is_role = 'N'" if self._mariadb() else ""  # MariaDB keeps its roles in mysql.user too
+        rows = self._execute(f"SELECT Host FROM mysql.user WHERE User = %s{roles} ORDER BY Host", (username,))
         return [str(host) for (host,) in rows]
+
+    def _exists(self, username: str) -> bool:
+        return self._host in self._hosts_of(username)
+
+    def _roles_of(self, user: str, host: str) -> list[tuple[str, str, bool]]:
+        """The roles granted to ``user@host``: (role, role host, with ADMIN OPTION)."""
+        if self._mariadb():
+            rows = self._execute(
+                "SELECT Role, '', Admin_option FROM mysql.roles_mapping WHERE User = %s AND Host = %s", (user, host)
+            )
+        else:
+            rows = self._execute(
+                "SELECT FROM_USER, FROM_HOST, WITH_ADMIN_OPTION FROM mysql.role_edges "
+                "WHERE TO_USER = %s AND TO_HOST = %s",
+                (user, host),
+            )
+        return [(str(role), str(role_host), str(admin) == "Y") for role, role_host, admin in rows]
+
+    def _grants_of(self, user: str, host: str) -> tuple[list[str], str]:
+        """SHOW GRANTS lines of an account or role, and the grantee as they print it."""
+        if self._mariadb() and host == "":  # a MariaDB role has no host part
+            rows = self._execute("SHOW GRANTS FOR %s", (user,))
+            return [str(line) for (line,) in rows], quote_mysql_identifier(user)
+        rows = self._execute("SHOW GRANTS FOR %s@%s", (user, host))
+        return [str(line) for (line,) in rows], quote_mysql_identifier(user) + "@" + quote_mysql_identifier(host)
+
+    def _privileges(self, user: str, host: str) -> list[str]:
+        """Global privileges of ``user@host``, then those of the roles it holds (transitively)."""
+        lines, grantee = self._grants_of(user, host)
+        found = global_privileges(lines, grantee)
+        seen: set[tuple[str, str]] = {(user, host)}
+        pending = [(role, role_host) for role, role_host, _ in self._roles_of(user, host)]
+        while pending:
+            role, role_host = pending.pop(0)
+            if (role, role_host) in seen:
+                continue
+            seen.add((role, role_host))
+            lines, grantee = self._grants_of(role, role_host)
+            found += [f"{p} (via role {role})" for p in global_privileges(lines, grantee)]
+            pending += [(r, h) for r, h, _ in self._roles_of(role, role_host)]
+        return found
+
+    def _marker_host(self) -> str:
+        return "" if self._mariadb() else "%"
+
+    def _is_marked(self, username: str, dbname: str) -> bool:
+        role, role_host = marker_role(dbname), self._marker_host()
+        return any(r == role and h == role_host and not admin for r, h, admin in self._roles_of(username, self._host))
+
+    def _mark(self, username: str, dbname: str) -> None:
+        if self._is_marked(username, dbname):
+            return
+        role = marker_role(dbname)
+        if self._mariadb():
+            self._execute("CREATE ROLE IF NOT EXISTS %s", (role,))
+            self._execute("GRANT %s TO %s@%s", (role, username, self._host))
+        else:
+            self._execute("CREATE ROLE IF NOT EXISTS %s@'%%'", (role,))
+            self._execute("GRANT %s@'%%' TO %s@%s", (role, username, self._host))
+        log.info("user_marked", engine="mysql", username=username, dbname=dbname)
 
     def _source_host(self, username: str) -> str | None:
         """The host part of an existing ``grants_from`` user: ours if it exists there, else its only one."""
@@ -264,7 +400,8 @@ class MySQLAdminSession:
             account_user, _, account_host = str(self._execute("SELECT CURRENT_USER()")[0][0]).rpartition("@")
             if account_user == username:
                 host = account_host
-        self._execute("ALTER USER %s@%s IDENTIFIED BY %s", (username, host, password))
+        clause, secret = self._identified(password)
+        self._execute(f"ALTER USER %s@%s {clause}", (username, host, secret))
         log.info("password_set", engine="mysql", username=username)
 
     def _ensure_grants(self, username: str, dbname: str, grants_from: str | None) -> None:
@@ -286,7 +423,71 @@ class MySQLAdminSession:
     def user_exists(self, username: str) -> bool:
         validate_mysql_user(username)
         with translate_errors("checking whether a user exists", (pymysql.err.MySQLError,), describe=_message):
-            return bool(self._execute("SELECT 1 FROM mysql.user WHERE User = %s AND Host = %s", (username, self._host)))
+            return self._exists(username)
+
+    def inspect_user(self, username: str, *, dbname: str) -> UserInfo:
+        validate_mysql_user(username)
+        validate_mysql_database(dbname)
+        with translate_errors(f"inspecting user {username!r}", (pymysql.err.MySQLError,), describe=_message):
+            hosts = tuple(self._hosts_of(username))
+            if self._host not in hosts:
+                return UserInfo(exists=False, hosts=hosts)
+            return UserInfo(
+                exists=True,
+                privileges=tuple(self._privileges(username, self._host)),
+                marked=self._is_marked(username, dbname),
+                hosts=hosts,
+            )
+
+    def mark_user(self, username: str, *, dbname: str) -> None:
+        validate_mysql_user(username)
+        validate_mysql_database(dbname)
+        action = f"marking user {username!r} as a slot user"
+        with translate_errors(action, (pymysql.err.MySQLError,), describe=_message):
+            if not self._exists(username):
+                raise DatabaseError(f"user {username!r}@{self._host!r} does not exist: it cannot be marked")
+            self._mark(username, dbname)
+
+    def admin_problems(self, *, dbname: str) -> list[str]:
+        validate_mysql_database(dbname)
+        with translate_errors("reading the admin's own rights", (pymysql.err.MySQLError,), describe=_message):
+            account = str(self._execute("SELECT CURRENT_USER()")[0][0])
+            user, _, host = account.rpartition("@")
+            grantee = quote_mysql_identifier(user) + "@" + quote_mysql_identifier(host)
+            lines = [str(line) for (line,) in self._execute("SHOW GRANTS FOR CURRENT_USER()")]
+        privileges = set(global_privileges(lines, grantee))
+        me = f"'{user}'@'{host}'"
+        has_all = "ALL PRIVILEGES ON *.*" in privileges
+        problems: list[str] = []
+        if not (has_all or "CREATE USER ON *.*" in privileges):
+            problems.append(
+                f"admin {me} lacks the global CREATE USER privilege: GRANT CREATE USER ON *.* TO {me}, "
+                "or use an admin that has it"
+            )
+        if "GRANT OPTION ON *.*" not in privileges:
+            problems.append(
+                f"admin {me} lacks GRANT OPTION on *.*: re-grant its privileges WITH GRANT OPTION, "
+                "or use an admin that has it"
+            )
+        if problems:
+            return problems  # without global rights, the mysql schema below is not readable either
+        role = marker_role(dbname)
+        with translate_errors("reading the admin's own rights", (pymysql.err.MySQLError,), describe=_message):
+            role_exists = bool(
+                self._execute("SELECT 1 FROM mysql.user WHERE User = %s AND Host = %s", (role, self._marker_host()))
+            )
+            holds_admin = any(r == role and admin for r, _, admin in self._roles_of(user, host))
+        # MySQL 8 lets ROLE_ADMIN (or SUPER) grant any role; MariaDB only the holders of the role's ADMIN OPTION.
+        may_grant_any_role = not self._mariadb() and bool(
+            {"ROLE_ADMIN ON *.*", "SUPER ON *.*", "ALL PRIVILEGES ON *.*"} & privileges
+        )
+        if role_exists and not holds_admin and not may_grant_any_role:
+            problems.append(
+                f"admin {me} may not grant the slot-user marker role {role!r} of database {dbname!r} "
+                f"(only holders of its ADMIN OPTION may): as its creator (or root) run "
+                f"GRANT `{role}` TO {me} WITH ADMIN OPTION"
+            )
+        return problems
 
     def create_user(self, username: str, password: str, *, dbname: str, grants_from: str | None) -> None:
         """Create ``username@user_host`` (or, if it exists, set its password), then ensure its grants.
@@ -300,11 +501,13 @@ class MySQLAdminSession:
             validate_mysql_user(grants_from)
         action = f"creating user {username!r}"
         with translate_errors(action, (pymysql.err.MySQLError,), password, describe=_message):
-            if self._execute("SELECT 1 FROM mysql.user WHERE User = %s AND Host = %s", (username, self._host)):
+            if self._exists(username):
                 self._set_password(username, password)
             else:
-                self._execute("CREATE USER %s@%s IDENTIFIED BY %s", (username, self._host, password))
+                clause, secret = self._identified(password)
+                self._execute(f"CREATE USER %s@%s {clause}", (username, self._host, secret))
                 log.info("user_created", engine="mysql", username=username)
+            self._mark(username, dbname)  # first: a crash before it leaves an unmarked user for a short time only
             self._ensure_grants(username, dbname, grants_from)
 
     def set_password(self, username: str, password: str) -> None:

@@ -11,10 +11,21 @@ on the database and USAGE, CREATE on schema ``public``: the admin needs CREATERO
 those (owning the database and the schema, as an RDS master user created for it usually does).
 
 Advisory locks are scoped to the database the admin session is connected to.
+
+The slot-user marker (a password is changed only on a role proven to be one of this database's slot users):
+the role's comment, ``COMMENT ON ROLE <user> IS '{"rotator": "slot user", "databases": ["<dbname>"]}'``, read
+back with ``shobj_description(oid, 'pg_authid')``. A role is marked for a database only when the comment is
+that JSON and lists the database (a role may serve several databases of one server; marking adds to the
+list). Why a comment: it needs no extra object, goes away with the role, and an admin with CREATEROLE may set
+it on any role that is not a superuser (PostgreSQL 15; from 16 on, on the roles it has ADMIN OPTION on, which
+includes those it created). ``create_user`` creates the role and its comment in one transaction. A comment
+that is not the rotator's is replaced by ``mark_user`` (only the planner's proof of a legacy slot user leads
+there).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -26,14 +37,13 @@ import psycopg
 from psycopg import sql
 
 from rotator.db._common import (
-    AdminLoginFailed,
     pg_lock_key,
     short_reason,
     translate_errors,
     validate_pg_identifier,
 )
-from rotator.db.base import TLS_MODES, Endpoint, LoginResult, TlsConfig
-from rotator.errors import BadInput, DatabaseError
+from rotator.db.base import TLS_MODES, Endpoint, LoginResult, TlsConfig, UserInfo
+from rotator.errors import AdminLoginFailed, BadInput, DatabaseError
 from rotator.log import get_logger
 
 log = get_logger(__name__)
@@ -52,6 +62,21 @@ _NO_DB_ACCESS = re.compile(r"permission denied for database|does not have CONNEC
 _DB_PRIVILEGES = ("CONNECT", "CREATE", "TEMPORARY")
 _SCHEMA_PRIVILEGES = ("USAGE", "CREATE")
 _ADMIN_STATEMENT_TIMEOUT = "60s"
+_MARKER_KIND = "slot user"
+_ATTRIBUTES = ("SUPERUSER", "CREATEROLE", "CREATEDB", "REPLICATION", "BYPASSRLS")
+# Membership in these (predefined, or the cloud providers' administrative roles) is a dangerous right too.
+_ADMIN_ROLES = (
+    "pg_execute_server_program",
+    "pg_read_server_files",
+    "pg_write_server_files",
+    "pg_read_all_data",
+    "pg_write_all_data",
+    "pg_signal_backend",
+    "rds_superuser",
+    "rds_password",
+    "azure_pg_admin",
+    "cloudsqlsuperuser",
+)
 
 
 def _tls_params(tls: TlsConfig) -> tuple[str, str | None]:
@@ -81,6 +106,26 @@ def _message(exc: BaseException) -> str:
     return re.sub(r"^(FATAL|ERROR):\s+", "", reason)
 
 
+def marker_comment(databases: list[str]) -> str:
+    return json.dumps({"rotator": _MARKER_KIND, "databases": databases}, ensure_ascii=False)
+
+
+def marked_databases(comment: str | None) -> list[str] | None:
+    """The databases a role comment marks it a slot user of; None when the comment is not the rotator's."""
+    if not comment:
+        return None
+    try:
+        value = json.loads(comment)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or value.get("rotator") != _MARKER_KIND:
+        return None
+    databases = value.get("databases")
+    if not isinstance(databases, list) or not all(isinstance(d, str) for d in databases):
+        return None
+    return databases
+
+
 def _classify(exc: psycopg.Error, password: str) -> tuple[bool, str]:
     """(auth_failed, reason) for a failed connection attempt."""
     text = str(exc)
@@ -89,6 +134,20 @@ def _classify(exc: psycopg.Error, password: str) -> tuple[bool, str]:
     if _NO_DB_ACCESS.search(text):
         return False, "no access to database: " + short_reason(_message(exc), password)
     return False, "unreachable: " + short_reason(_message(exc), password)
+
+
+_ATTRIBUTES_QUERY: LiteralString = (
+    "SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls FROM pg_roles r"
+)
+_CAN_GRANT_ON_DATABASE: LiteralString = (
+    "SELECT has_database_privilege(current_database(), 'CONNECT WITH GRANT OPTION')"
+    " AND has_database_privilege(current_database(), 'CREATE WITH GRANT OPTION')"
+    " AND has_database_privilege(current_database(), 'TEMPORARY WITH GRANT OPTION')"
+)
+_CAN_GRANT_ON_SCHEMA: LiteralString = (
+    "SELECT has_schema_privilege('public', 'USAGE WITH GRANT OPTION')"
+    " AND has_schema_privilege('public', 'CREATE WITH GRANT OPTION')"
+)
 
 
 class PostgresEngine:
@@ -234,9 +293,12 @@ class PostgresAdminSession:
             self._ensure_owner_role(owner, dbname)
             if self._role_exists(username):
                 self._set_password(username, password)
+                self._mark(username, dbname)
             else:
                 verifier = self._verifier(username, password)
-                self._conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(user, sql.Literal(verifier)))
+                with self._conn.transaction():  # never a role of ours without its marker
+                    self._conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(user, sql.Literal(verifier)))
+                    self._mark(username, dbname)
                 log.info("user_created", engine="postgres", username=username, owner_role=owner)
             is_member = self._one(
                 "SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
@@ -247,6 +309,112 @@ class PostgresAdminSession:
                 self._conn.execute(sql.SQL("GRANT {} TO {}").format(owner_id, user))
             # Objects a slot user creates are then owned by the owner role, shared by both slots.
             self._conn.execute(sql.SQL("ALTER ROLE {} SET role = {}").format(user, sql.Literal(owner)))
+
+    def inspect_user(self, username: str, *, dbname: str) -> UserInfo:
+        validate_pg_identifier(username)
+        validate_pg_identifier(dbname, "database name")
+        with translate_errors(f"inspecting role {username!r}", (psycopg.Error,)):
+            row = self._conn.execute(
+                "SELECT rolsuper, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (username,)
+            ).fetchone()
+            if row is None:
+                return UserInfo(exists=False)
+            is_super, comment = bool(row[0]), row[1]
+            databases = marked_databases(comment)
+            return UserInfo(
+                exists=True,
+                privileges=tuple(self._privileges(username, is_super)),
+                marked=databases is not None and dbname in databases,
+                owner_member=self._is_member(username, self._owner_of(dbname), direct_only=is_super),
+            )
+
+    def _owner_of(self, dbname: str) -> str:
+        return validate_pg_identifier(self._owner_role or f"{dbname}_owner", "owner role name")
+
+    def _is_member(self, username: str, role: str, *, direct_only: bool) -> bool:
+        """Whether ``username`` may SET ROLE to ``role`` (for a superuser, who may become any role: a real grant)."""
+        if direct_only:
+            query: LiteralString = (
+                "SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                "JOIN pg_roles u ON u.oid = m.member WHERE g.rolname = %s AND u.rolname = %s"
+            )
+            return self._one(query, (role, username)) is not None
+        if not self._role_exists(role):
+            return False
+        return bool(self._one("SELECT pg_has_role(%s, %s, 'MEMBER')", (username, role)))
+
+    def _privileges(self, username: str, is_super: bool) -> list[str]:
+        """The role's dangerous attributes, then those of the roles it may become, then admin-role memberships."""
+        if is_super:
+            # A superuser may become any role: listing every role's attributes would add nothing.
+            rows = self._conn.execute(_ATTRIBUTES_QUERY + " WHERE r.rolname = %s", (username,)).fetchall()
+        else:
+            rows = self._conn.execute(
+                _ATTRIBUTES_QUERY + " WHERE r.rolname = %s OR (r.rolname <> %s AND pg_has_role(%s, r.oid, 'MEMBER'))"
+                " ORDER BY r.rolname <> %s, r.rolname",
+                (username, username, username, username),
+            ).fetchall()
+        found: list[str] = []
+        for name, *flags in rows:
+            via = "" if name == username else f" (via role {name})"
+            found += [attribute + via for attribute, flag in zip(_ATTRIBUTES, flags, strict=True) if flag]
+            if name != username and name in _ADMIN_ROLES:
+                found.append(f"MEMBER OF {name}")
+        return found
+
+    def mark_user(self, username: str, *, dbname: str) -> None:
+        validate_pg_identifier(username)
+        validate_pg_identifier(dbname, "database name")
+        with translate_errors(f"marking role {username!r} as a slot user", (psycopg.Error,)):
+            if not self._role_exists(username):
+                raise DatabaseError(f"role {username!r} does not exist: it cannot be marked as a slot user")
+            self._mark(username, dbname)
+
+    def _mark(self, username: str, dbname: str) -> None:
+        comment = self._one("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (username,))
+        databases = marked_databases(comment)
+        if databases is not None and dbname in databases:
+            return
+        if comment and databases is None:
+            log.warning("role_comment_replaced", engine="postgres", username=username)
+        marker = marker_comment([*(databases or []), dbname])
+        self._conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(username), sql.Literal(marker)))
+        log.info("user_marked", engine="postgres", username=username, dbname=dbname)
+
+    def admin_problems(self, *, dbname: str) -> list[str]:
+        validate_pg_identifier(dbname, "database name")
+        with translate_errors("reading the admin's own rights", (psycopg.Error,)):
+            row = self._conn.execute(
+                "SELECT current_user, rolsuper, rolcreaterole, current_database() FROM pg_roles "
+                "WHERE rolname = current_user"
+            ).fetchone()
+            assert row is not None  # the current user always exists
+            me, is_super, can_create_role, current_db = row
+            problems: list[str] = []
+            if current_db != dbname:
+                problems.append(
+                    f"the admin session is connected to database {current_db!r}, not {dbname!r}: "
+                    "give the admin secret (or the slot secret) the database whose slot users it manages"
+                )
+                return problems
+            if not (is_super or can_create_role):
+                problems.append(
+                    f"admin role {me!r} has neither SUPERUSER nor CREATEROLE: run ALTER ROLE {me} CREATEROLE "
+                    "as a superuser, or use an admin that has it"
+                )
+            owner = self._owner_of(dbname)
+            if not is_super and not self._role_exists(owner):
+                # create_user will create the owner role and grant it these; the admin must be able to.
+                for what, query in (
+                    (f"database {dbname}", _CAN_GRANT_ON_DATABASE),
+                    ("schema public", _CAN_GRANT_ON_SCHEMA),
+                ):
+                    if not self._one(query):
+                        problems.append(
+                            f"admin role {me!r} cannot grant the rights of the new owner role {owner!r} on {what}: "
+                            f"make the admin the owner of {what}, or create {owner!r} with its rights beforehand"
+                        )
+            return problems
 
     def set_password(self, username: str, password: str) -> None:
         validate_pg_identifier(username)
