@@ -4,23 +4,23 @@ One file per secret, ``<quoted secret id>.json``, mode 0600, holding the labelle
 
     {"secret_id": "dev/db", "versions": {"<version id>": {"value": "...", "stages": ["AWSCURRENT"]}}}
 
-Every write is atomic (temp file in the same directory, fsync, rename, fsync of the directory), so a crash
-leaves the old file or the new one, never half of one, and no temp file. Versions that lose their last
+Every write goes through :func:`rotator.atomic.write_atomic` (temp file in the same directory, fsync, rename,
+fsync of the directory), so a crash leaves the old file or the new one, never half of one, and no temp file;
+a failed write is a RotatorError naming the fix, never a raw OSError. Versions that lose their last
 label are dropped, so old passwords do not pile up on disk.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import secrets
 import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from rotator.atomic import write_atomic
 from rotator.errors import BadInput, SecretNotFound, StoreError
 from rotator.log import register_secret
 from rotator.store.base import CURRENT, PENDING, SecretVersions, Version
@@ -28,6 +28,7 @@ from rotator.store.base import CURRENT, PENDING, SecretVersions, Version
 PREVIOUS = "AWSPREVIOUS"
 FILE_MODE = 0o600
 _MAX_NAME = 200
+_SETTING = "--store file:<directory>"
 
 
 class FileStore:
@@ -56,9 +57,16 @@ class FileStore:
         self._operations += 1
         register_secret(value)
         path = self.path_for(secret_id)
-        if path.exists():
+        try:
+            exists = path.exists()
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput(
+                f"cannot create the store directory {self.directory}: {exc.strerror or type(exc).__name__}: "
+                f"create it, or choose another {_SETTING}"
+            ) from None
+        if exists:
             raise StoreError(f"secret {secret_id} already exists in {self.directory}: pick another name")
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         version_id = str(uuid.uuid4())
         self._write(secret_id, {version_id: {"value": value, "stages": [CURRENT]}})
         return version_id
@@ -150,32 +158,7 @@ class FileStore:
     def _write(self, secret_id: str, versions: dict[str, dict[str, Any]]) -> None:
         kept = {vid: v for vid, v in versions.items() if v["stages"]}
         data = json.dumps({"secret_id": secret_id, "versions": kept}, indent=2).encode() + b"\n"
-        atomic_write(self.path_for(secret_id), data)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
-    """Replace ``path`` with ``data`` atomically and durably; the temp file never outlives a failure."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
-    try:
-        try:
-            os.fchmod(fd, mode)  # exactly mode, whatever the umask
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        write_atomic(self.path_for(secret_id), data, mode=FILE_MODE, setting=_SETTING)
 
 
 def _holder(versions: dict[str, dict[str, Any]], stage: str) -> str | None:

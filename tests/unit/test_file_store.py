@@ -6,6 +6,7 @@ import io
 import json
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,22 @@ import pytest
 import structlog
 
 from rotator import log
-from rotator.errors import BadInput, SecretNotFound, StoreError
+from rotator.errors import BadInput, RotatorError, SecretNotFound, StoreError
 from rotator.store.base import CURRENT, PENDING
 from rotator.store.factory import open_store
 from rotator.store.file import FileStore
 from rotator.store.secretsmanager import SecretsManagerStore
 from tests.harness import strong_password
+from tests.unit.unprivileged import run_unprivileged, shared_directory
 
 SECRET = "dev/openemr/slots"
 TOKEN = "3b0e2a4c-7a51-4a8e-9d7e-0f6c1d2b9a10"
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    with shared_directory() as path:
+        yield path
 
 
 @pytest.fixture
@@ -147,7 +155,7 @@ def test_no_temp_file_is_left_when_the_rename_fails(store: FileStore, monkeypatc
         raise OSError("disk on fire")
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk on fire"):
+    with pytest.raises(RotatorError, match="the old file is unchanged"):
         store.put_pending(SECRET, "second-value", TOKEN)
     monkeypatch.undo()
 
@@ -162,10 +170,42 @@ def test_no_temp_file_is_left_when_the_write_fails(store: FileStore, monkeypatch
         raise OSError("no space left")
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
-    with pytest.raises(OSError, match="no space left"):
+    with pytest.raises(RotatorError, match="the old file is unchanged"):
         store.put_pending(SECRET, "second-value", TOKEN)
     monkeypatch.undo()
     assert os.listdir(store.directory) == [store.path_for(SECRET).name]
+
+
+def test_a_read_only_directory_is_bad_input_not_an_oserror(shared_dir: Path) -> None:
+    """Really read-only: the store runs as a user that may not write the directory (root may write any)."""
+    store = FileStore(shared_dir / "secrets")
+    store.create(SECRET, "first-value")
+    before = store.path_for(SECRET).read_bytes()
+    store.directory.chmod(0o555)
+    store.path_for(SECRET).chmod(0o644)  # readable by the unprivileged user, so the write is what fails
+
+    out = run_unprivileged(lambda: store.put_pending(SECRET, "second-value", TOKEN))
+
+    assert out.startswith("BadInput: cannot write "), out
+    assert "--store file:<directory>" in out and "\n" not in out
+    assert os.listdir(store.directory) == [store.path_for(SECRET).name]  # no temp file left
+    assert store.path_for(SECRET).read_bytes() == before
+
+
+def test_a_store_directory_that_cannot_exist_is_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    store = FileStore(tmp_path / "a-file" / "secrets")
+    with pytest.raises(BadInput, match=r"cannot create the store directory .*: create it, or choose another --store"):
+        store.create(SECRET, "first-value")
+
+
+def test_a_store_directory_removed_under_the_store_is_bad_input(store: FileStore) -> None:
+    store.create(SECRET, "first-value")
+    versions = store._load(SECRET)
+    os.unlink(store.path_for(SECRET))
+    store.directory.rmdir()
+    with pytest.raises(BadInput, match=r"directory .*secrets does not exist: create it, or fix --store file:"):
+        store._write(SECRET, versions)
 
 
 def test_a_corrupt_file_is_reported(store: FileStore) -> None:
