@@ -1,27 +1,48 @@
 """The pure planner: ``plan(world, options) -> Plan``. No I/O, no randomness, no clock.
 
-A World is what observe() saw. The plan is the ordered list of steps that takes that world to a
-consistent, rotated one: heal (finish or discard a pending version, adopt working passwords,
-create missing users, set drifted standby passwords back), then flip (render, deploy, health),
-then give the old slot a fresh password and rotate the admin. Write-ahead is built into the step
-sequences: every password that is not yet in AWSCURRENT is written as AWSPENDING first.
+A World is what observe() saw after the lock was taken. The plan is the ordered list of steps that takes
+that world to a consistent, rotated one, built in phases that each pass a frozen value forward:
+
+1. refuse: bad input that no step may act on (a slot user we do not manage, a privileged one, ...);
+2. admin: everything else needs a working admin password;
+3. pending: finish or discard a pending slot version left by an earlier run;
+4. reconcile: adopt working passwords, create missing users, set drifted standby passwords back;
+5. flip: render/publish, deploy, prove health (with the steps that undo a failed flip), then give the old
+   slot a fresh password and rotate the admin.
+
+Write-ahead is built into the step sequences: every password not yet in AWSCURRENT is written as
+AWSPENDING first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from rotator.secrets import SLOTS, AdminSecret, Slot, SlotSecret, other
+from rotator.steps import (
+    CreateUser,
+    Deploy,
+    DiscardAdminPending,
+    DiscardSlotPending,
+    FixPermissions,
+    HealthCheck,
+    MarkUser,
+    PromoteAdminPending,
+    PromoteSlotPending,
+    RenderConfig,
+    RestoreConfig,
+    SetAdminPassword,
+    SetPassword,
+    Source,
+    Step,
+    VerifyAdmin,
+    VerifyLogin,
+    WriteAdminPending,
+    WriteSlotPending,
+)
 
-
-class Source(StrEnum):
-    """Where a password comes from."""
-
-    CURRENT = "current"  # the slot secret's AWSCURRENT version (as healed so far in this run)
-    PENDING = "pending"  # the pending version (observed, or written by this run)
-    CONFIG = "config"  # the deployed app config
+__all__ = ["NO_ADMIN_LOGIN", "Options", "Plan", "SlotState", "Source", "World", "plan"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +51,10 @@ class SlotState:
 
     exists: bool
     logins: Mapping[Source, bool] = field(default_factory=dict)
+    marked: bool = True  # carries this rotator's slot-user marker for this database
+    privileges: tuple[str, ...] = ()  # dangerous rights it holds (superuser, global privileges, ...)
+    owner_member: bool = False  # PostgreSQL: member of the owner role (how pre-marker slot users are known)
+    other_hosts: tuple[str, ...] = ()  # MySQL: host parts the name exists with, when not with ours
 
     def works(self, source: Source) -> bool:
         return self.logins.get(source, False)
@@ -48,6 +73,10 @@ class World:
     config_present: bool = False
     config_password: str | None = field(default=None, repr=False)
     deployment: str = "unknown"
+    admin_problems: tuple[str, ...] = ()  # what the admin lacks to create and alter users
+    same_server: bool = True  # both slots name one server and database
+    health_precheck: str | None = None  # why the health URL fails on the live slot; None: passes or not checked
+    engine: str = "postgres"
 
     def password(self, slot: Slot, source: Source) -> str | None:
         if source is Source.CURRENT:
@@ -61,6 +90,11 @@ class World:
         state = self.slots[slot]
         return any(ok and self.password(slot, src) == password for src, ok in state.logins.items())
 
+    @property
+    def config_works(self) -> bool:
+        """The deployed config names a slot user and its password logs in: the app can be using it."""
+        return self.config_slot is not None and self.slots[self.config_slot].works(Source.CONFIG)
+
 
 @dataclass(frozen=True)
 class Options:
@@ -70,212 +104,222 @@ class Options:
     fix_permissions: bool = False
 
 
-class Kind(StrEnum):
-    DISCARD_ADMIN_PENDING = "discard_admin_pending"
-    PROMOTE_ADMIN_PENDING = "promote_admin_pending"
-    DISCARD_SLOT_PENDING = "discard_slot_pending"
-    WRITE_SLOT_PENDING = "write_slot_pending"
-    CREATE_USER = "create_user"
-    SET_PASSWORD = "set_password"  # noqa: S105 - a step name
-    VERIFY_LOGIN = "verify_login"
-    PROMOTE_SLOT_PENDING = "promote_slot_pending"
-    FIX_PERMISSIONS = "fix_permissions"
-    RENDER_CONFIG = "render_config"
-    DEPLOY = "deploy"
-    HEALTH_CHECK = "health_check"
-    WRITE_ADMIN_PENDING = "write_admin_pending"
-    SET_ADMIN_PASSWORD = "set_admin_password"  # noqa: S105 - a step name
-    VERIFY_ADMIN = "verify_admin"
-
-
-# Steps whose failure must roll the app back to the old slot.
-FLIP_KINDS = frozenset({Kind.RENDER_CONFIG, Kind.DEPLOY, Kind.HEALTH_CHECK})
-
-
-@dataclass(frozen=True)
-class Step:
-    kind: Kind
-    reason: str
-    slot: Slot | None = None
-    source: Source | None = None  # which password a SET/CREATE/VERIFY uses
-    # WRITE_SLOT_PENDING: the new version = current (as healed) with these changes.
-    adopt: tuple[tuple[Slot, Source], ...] = ()
-    fresh: tuple[Slot, ...] = ()
-    active: Slot | None = None
-
-    def describe(self) -> str:
-        parts = [self.kind.value]
-        if self.slot:
-            parts.append(f"slot {self.slot}")
-        return " ".join(parts) + f": {self.reason}"
-
-
 @dataclass(frozen=True)
 class Plan:
     steps: tuple[Step, ...]
-    blocked: str | None = None  # set when no run can proceed without a human
+    blocked: str | None = None  # no run can proceed without a human (exit 5)
+    refused: str | None = None  # bad input: nothing may change (exit 2)
     notes: tuple[str, ...] = ()
     flip_to: Slot | None = None  # the slot the app ends on, when this plan flips
     rollback_to: Slot | None = None  # the slot a failed flip returns to
+    # Index of each flip step -> the steps that undo a failure of that step.
+    rollbacks: Mapping[int, tuple[Step, ...]] = field(default_factory=dict)
 
     @property
-    def kinds(self) -> list[Kind]:
+    def kinds(self) -> list[str]:
         return [s.kind for s in self.steps]
+
+    @property
+    def full_rollback(self) -> tuple[Step, ...]:
+        """The rollback of the flip's last step: what ``--dry-run`` shows."""
+        return self.rollbacks[max(self.rollbacks)] if self.rollbacks else ()
+
+
+# ---------------------------------------------------------------- phase 1: refuse
+
+
+def _refusal(w: World, opt: Options) -> str | None:
+    s = w.secret
+    admin = w.admin.username
+    secrets = [s] + ([w.pending] if w.pending is not None else [])
+    for version in secrets:
+        for slot in SLOTS:
+            if version.slot(slot).username == admin:
+                return (
+                    f"slot {slot}'s user {admin!r} is the admin user: slot users must be two users of their own; "
+                    "fix the slot secret"
+                )
+    if not w.same_server:
+        return (
+            "slots A and B name different servers or databases: both slot users must be on one server and "
+            "database; fix host, port and dbname in the slot secret"
+        )
+    for slot in SLOTS:
+        st, user = w.slots[slot], s.slot(slot).username
+        if st.privileges:
+            return (
+                f"slot {slot}'s user {user!r} holds {', '.join(st.privileges)}: the rotator manages only unprivileged "
+                "slot users; name another user in the slot secret, or revoke those rights"
+            )
+        if not st.exists and st.other_hosts:
+            return (
+                f"slot {slot}'s user {user!r} exists only with host {', '.join(st.other_hosts)}: creating it with "
+                "--mysql-user-host would make a second, untracked account; pass --mysql-user-host with its host"
+            )
+        if st.exists and not st.marked and not _legacy(w, st):
+            return (
+                f"slot {slot}'s user {user!r} exists but was not created by the rotator: the rotator changes "
+                "passwords only of the slot users it made; name a new user in the slot secret (it is created), "
+                "or adopt the existing user explicitly"
+            )
+    if w.admin_problems:
+        return "the admin cannot manage the slot users: " + "; ".join(w.admin_problems)
+    return None
+
+
+def _legacy(w: World, st: SlotState) -> bool:
+    """A slot user made by this rotator before markers existed: it logs in with the slot secret's password
+    and, on PostgreSQL, is a member of the owner role the rotator manages."""
+    return st.works(Source.CURRENT) and (st.owner_member or w.engine != "postgres")
+
+
+# ---------------------------------------------------------------- phase 2: admin
+
+NO_ADMIN_LOGIN = (
+    "no admin password logs in (neither the admin secret's AWSCURRENT nor its AWSPENDING, both just re-read): "
+    "reset the master password (RDS console > Modify) and put it in the admin secret, then re-run"
+)
+
+
+def _admin_steps(w: World) -> tuple[list[Step], str | None]:
+    if w.admin_current_ok:
+        if w.admin_pending is not None:
+            return [DiscardAdminPending("a pending admin password was never set: discard it")], None
+        return [], None
+    if w.admin_pending_ok:
+        return [
+            PromoteAdminPending(
+                "the admin password was changed by an earlier run but not recorded: promote the pending value"
+            )
+        ], None
+    return [], NO_ADMIN_LOGIN
 
 
 def _rotate_admin() -> list[Step]:
     return [
-        Step(Kind.WRITE_ADMIN_PENDING, "new admin password, written as pending before it is set"),
-        Step(Kind.SET_ADMIN_PASSWORD, "set the pending admin password in the database"),
-        Step(Kind.VERIFY_ADMIN, "prove the new admin password logs in"),
-        Step(Kind.PROMOTE_ADMIN_PENDING, "record the new admin password as current"),
+        WriteAdminPending("new admin password, written as pending before it is set"),
+        SetAdminPassword("set the pending admin password in the database"),
+        VerifyAdmin("prove the new admin password logs in"),
+        PromoteAdminPending("record the new admin password as current"),
     ]
 
 
-def _rotate_old_slot(old: Slot, new: Slot, why: str) -> list[Step]:
-    return [
-        Step(
-            Kind.WRITE_SLOT_PENDING,
-            f"{why}: record the flip to slot {new} and a fresh password for slot {old}, as pending",
-            active=new,
-            fresh=(old,),
-        ),
-        Step(Kind.SET_PASSWORD, f"give the old slot {old} its fresh password", slot=old, source=Source.PENDING),
-        Step(Kind.VERIFY_LOGIN, f"prove slot {old}'s fresh password logs in", slot=old, source=Source.PENDING),
-        Step(Kind.PROMOTE_SLOT_PENDING, f"slot {new} is active; slot {old}'s fresh password is current"),
-    ]
+# ---------------------------------------------------------------- phase 3: a pending slot version
 
 
-def _pending_finishable(w: World, live: Slot | None) -> bool:
-    """A pending slot version can be finished when everything the app may be using already works with it."""
-    p = w.pending
-    assert p is not None
+@dataclass(frozen=True)
+class _Healed:
+    """What the pending phase passes on: the secret the rest of the plan starts from."""
+
+    base: SlotSecret
+    fixed: frozenset[Slot] = frozenset()  # slots given a working password by finishing the pending version
+    flip_finished: bool = False  # finishing it completed an earlier run's flip
+
+
+def same_identity(a: SlotSecret, b: SlotSecret) -> bool:
+    """Both versions describe the same two users on the same server and database."""
+    return all(
+        (x.username, x.host, x.port, x.dbname) == (y.username, y.host, y.port, y.dbname)
+        for x, y in ((a.slot(slot), b.slot(slot)) for slot in SLOTS)
+    )
+
+
+def _finishable(w: World, p: SlotSecret, live: Slot | None) -> bool:
+    """A pending slot version can be finished when everything the app may be using already works with it: the
+    config's slot (when its password works), else the secret's active slot; and the pending active slot."""
     if live is not None and p.active_slot != live:
         return False
-    for slot in {p.active_slot, live} - {None}:
-        assert slot is not None
-        if not w.logs_in(slot, p.slot(slot).password):
-            return False
-    return True
+    in_use = {p.active_slot, live if live is not None else w.secret.active_slot}
+    return all(w.logs_in(slot, p.slot(slot).password) for slot in in_use)
 
 
-def plan(w: World, opt: Options) -> Plan:
+def _pending_steps(w: World, live: Slot | None) -> tuple[list[Step], _Healed, list[str]]:
+    p = w.pending
+    if p is None:
+        return [], _Healed(w.secret), []
+    if not same_identity(p, w.secret):
+        return (
+            [DiscardSlotPending("a pending slot version names other users, server or database: discard it")],
+            _Healed(w.secret),
+            [
+                "the pending slot version disagrees with AWSCURRENT on a username, host, port or dbname "
+                "(the secret was edited since): it was discarded, AWSCURRENT is the truth"
+            ],
+        )
+    if not _finishable(w, p, live):
+        return (
+            [DiscardSlotPending("a pending slot version does not match what the app uses: discard it")],
+            _Healed(w.secret),
+            [],
+        )
     steps: list[Step] = []
-    notes: list[str] = []
-
-    # --- Admin: everything else needs it.
-    if w.admin_current_ok:
-        if w.admin_pending is not None:
-            steps.append(Step(Kind.DISCARD_ADMIN_PENDING, "a pending admin password was never set: discard it"))
-    elif w.admin_pending_ok:
-        steps.append(
-            Step(
-                Kind.PROMOTE_ADMIN_PENDING,
-                "the admin password was changed by an earlier run but not recorded: promote the pending value",
-            )
-        )
-    else:
-        return Plan(
-            steps=(),
-            blocked=(
-                "no admin password logs in (neither the admin secret's AWSCURRENT nor its AWSPENDING): "
-                "reset the master password (RDS console > Modify) and put it in the admin secret, then re-run"
-            ),
-        )
-
-    s = w.secret
-    live = w.config_slot if opt.renders_config else None
-    # The slots the app may be using right now: never given a password it does not already use.
-    protected: set[Slot] = {s.active_slot} | ({live} if live else set())
-
-    # --- A pending slot version left by an earlier run: finish it or discard it.
-    base = s
-    flip_finished = False
-    fixed: set[Slot] = set()  # slots this plan already gives a working password (finishing a pending version)
-    if w.pending is not None:
-        p = w.pending
-        if _pending_finishable(w, live):
-            for slot in SLOTS:
-                pw = p.slot(slot).password
-                if w.logs_in(slot, pw):
-                    continue
-                if not w.slots[slot].exists:
-                    steps.append(
-                        Step(
-                            Kind.CREATE_USER,
-                            "finish the earlier run: create the user",
-                            slot=slot,
-                            source=Source.PENDING,
-                        )
-                    )
-                else:
-                    steps.append(
-                        Step(
-                            Kind.SET_PASSWORD,
-                            "finish the earlier run: set the pending password",
-                            slot=slot,
-                            source=Source.PENDING,
-                        )
-                    )
-                steps.append(
-                    Step(Kind.VERIFY_LOGIN, "prove the pending password logs in", slot=slot, source=Source.PENDING)
-                )
-                fixed.add(slot)
-            steps.append(Step(Kind.PROMOTE_SLOT_PENDING, "finish the earlier run: promote its pending version"))
-            base = p
-            flip_finished = p.active_slot != s.active_slot
+    fixed: set[Slot] = set()
+    for slot in SLOTS:
+        if w.logs_in(slot, p.slot(slot).password):
+            continue
+        if not w.slots[slot].exists:
+            steps.append(CreateUser("finish the earlier run: create the user", on=slot))
         else:
-            steps.append(
-                Step(Kind.DISCARD_SLOT_PENDING, "a pending slot version does not match what the app uses: discard it")
-            )
+            steps.append(SetPassword("finish the earlier run: set the pending password", on=slot))
+        steps.append(VerifyLogin("prove the pending password logs in", on=slot))
+        fixed.add(slot)
+    steps.append(PromoteSlotPending("finish the earlier run: promote its pending version"))
+    return steps, _Healed(p, frozenset(fixed), p.active_slot != w.secret.active_slot), []
+
+
+# ---------------------------------------------------------------- phase 4: reconcile
+
+
+@dataclass(frozen=True)
+class _Reconciled:
+    active: Slot  # the active slot the flip starts from
+    persisted_flip: bool
+
+
+def _reconcile_steps(
+    w: World, opt: Options, healed: _Healed, live: Slot | None, protected: set[Slot]
+) -> tuple[list[Step], _Reconciled, list[str]]:
+    base, fixed = healed.base, healed.fixed
 
     def works(slot: Slot, password: str) -> bool:
         return slot in fixed or w.logs_in(slot, password)
 
-    # --- Record reality: adopt passwords that work but are not in the secret; bootstrap missing users.
-    adopt: list[tuple[Slot, Source]] = []
-    fresh: list[Slot] = []
-    missing: list[Slot] = []
+    steps: list[Step] = []
+    notes: list[str] = []
     for slot in SLOTS:
-        if slot in fixed:
-            continue
-        if not w.slots[slot].exists:
-            missing.append(slot)
-            fresh.append(slot)
-            continue
-        if works(slot, base.slot(slot).password):
+        st = w.slots[slot]
+        if st.exists and not st.marked and _legacy(w, st):
+            steps.append(MarkUser("a slot user made before markers existed: mark it as managed", on=slot))
+    adopt: list[tuple[Slot, Source]] = []
+    missing = [slot for slot in SLOTS if slot not in fixed and not w.slots[slot].exists]
+    for slot in SLOTS:
+        if slot in fixed or slot in missing or works(slot, base.slot(slot).password):
             continue
         for src in (Source.CONFIG, Source.PENDING, Source.CURRENT):
             candidate = w.password(slot, src)
             if candidate and w.logs_in(slot, candidate):
                 adopt.append((slot, src))
                 break
+    adopted = dict(adopt)
     drifted = [
         slot
         for slot in SLOTS
         if w.slots[slot].exists
         and slot not in protected
-        and slot not in dict(adopt)
+        and slot not in adopted
         and not works(slot, base.slot(slot).password)
     ]
     # A drifted standby whose recorded password is empty gets a fresh one instead of being set back to "".
-    fresh += [slot for slot in drifted if not base.slot(slot).password]
-    persist_flip = opt.sync_db_users and live is not None and live != base.active_slot and not flip_finished
+    fresh = missing + [slot for slot in drifted if not base.slot(slot).password]
+    persist_flip = opt.sync_db_users and live is not None and live != base.active_slot and not healed.flip_finished
     if adopt or fresh or persist_flip:
-        what = []
-        if adopt:
-            what.append(
-                ", ".join(
-                    f"adopt slot {slot}'s working {src.value} password (the secret had drifted)" for slot, src in adopt
-                )
-            )
+        what = [f"adopt slot {slot}'s working {src.value} password (the secret had drifted)" for slot, src in adopt]
         if missing:
             what.append(f"fresh passwords for the new users {', '.join(missing)}")
         if persist_flip:
             what.append(f"record that the config already uses slot {live}")
         steps.append(
-            Step(
-                Kind.WRITE_SLOT_PENDING,
+            WriteSlotPending(
                 "; ".join(what) or "fresh passwords for drifted slots",
                 adopt=tuple(adopt),
                 fresh=tuple(fresh),
@@ -283,77 +327,150 @@ def plan(w: World, opt: Options) -> Plan:
             )
         )
         for slot in missing:
-            steps.append(Step(Kind.CREATE_USER, "the user does not exist: create it", slot=slot, source=Source.PENDING))
-            steps.append(Step(Kind.VERIFY_LOGIN, "prove the new user logs in", slot=slot, source=Source.PENDING))
+            steps.append(CreateUser("the user does not exist: create it", on=slot))
+            steps.append(VerifyLogin("prove the new user logs in", on=slot))
         for slot in drifted:
             if slot in fresh:
-                steps.append(
-                    Step(Kind.SET_PASSWORD, "no password works: set the fresh one", slot=slot, source=Source.PENDING)
-                )
-                steps.append(Step(Kind.VERIFY_LOGIN, "prove it logs in", slot=slot, source=Source.PENDING))
-        steps.append(Step(Kind.PROMOTE_SLOT_PENDING, "record the healed slots as current"))
+                steps.append(SetPassword("no password works: set the fresh one", on=slot))
+                steps.append(VerifyLogin("prove it logs in", on=slot))
+        steps.append(PromoteSlotPending("record the healed slots as current"))
     for slot in drifted:
         if slot not in fresh:
             steps.append(
-                Step(
-                    Kind.SET_PASSWORD,
-                    f"slot {slot}'s password drifted from the secret: set it back",
-                    slot=slot,
-                    source=Source.CURRENT,
-                )
+                SetPassword(f"slot {slot}'s password drifted from the secret: set it back", on=slot, source=Source.CURRENT)
             )
-            steps.append(
-                Step(Kind.VERIFY_LOGIN, "prove the secret's password logs in", slot=slot, source=Source.CURRENT)
-            )
+            steps.append(VerifyLogin("prove the secret's password logs in", on=slot, source=Source.CURRENT))
     for slot in sorted(protected):
-        if w.slots[slot].exists and not works(slot, base.slot(slot).password) and slot not in dict(adopt):
+        if w.slots[slot].exists and not works(slot, base.slot(slot).password) and slot not in adopted:
             notes.append(
                 f"slot {slot} is in use and none of its known passwords logs in: the app may be down; "
                 "the flip moves it to a working slot and the old slot then gets a fresh password"
             )
-
     if opt.fix_permissions:
-        steps.append(Step(Kind.FIX_PERMISSIONS, "set the config file's mode and owner"))
+        steps.append(FixPermissions("set the config file's mode and owner"))
+    active = live if persist_flip and live is not None else base.active_slot
+    return steps, _Reconciled(active, persist_flip), notes
 
-    # --- Flip.
-    active = live if persist_flip and live else base.active_slot
-    flip_to: Slot | None = None
-    rollback_to: Slot | None = None
-    if not opt.sync_db_users:
-        if flip_finished:
-            notes.append(f"an earlier run's flip to slot {base.active_slot} was finished; no new flip in this run")
-        elif live is not None and live != active:
-            flip_to, rollback_to = live, active
-            steps += [
-                Step(
-                    Kind.DEPLOY,
-                    f"the config already uses slot {live} but the secret says {active} "
-                    "(an earlier flip was interrupted): finish the deployment",
-                    slot=live,
-                ),
-                Step(Kind.HEALTH_CHECK, f"prove the app is healthy on slot {live}", slot=live),
-            ]
-            steps += _rotate_old_slot(active, live, "the interrupted flip is proven")
-        else:
-            new = other(active)
-            flip_to, rollback_to = new, active
-            if opt.renders_config:
-                steps.append(Step(Kind.RENDER_CONFIG, f"point the app's config at the standby slot {new}", slot=new))
-            else:
-                # No config file: the secret is the app's config. Publish the flip before the grace period so
-                # that loader clients move to the new slot while the old one still works.
-                steps += [
-                    Step(
-                        Kind.WRITE_SLOT_PENDING,
-                        f"publish the flip to slot {new} (credential-loader clients follow active_slot)",
-                        active=new,
-                    ),
-                    Step(Kind.PROMOTE_SLOT_PENDING, f"slot {new} is active; the old slot keeps working for now"),
-                ]
-            steps.append(Step(Kind.DEPLOY, f"roll the app onto slot {new}", slot=new))
-            steps.append(Step(Kind.HEALTH_CHECK, f"prove the app is healthy on slot {new}", slot=new))
-            steps += _rotate_old_slot(active, new, f"the app is healthy on slot {new}")
+
+# ---------------------------------------------------------------- phase 5: flip
+
+
+def _rotate_old_slot(old: Slot, new: Slot, why: str) -> list[Step]:
+    return [
+        WriteSlotPending(
+            f"{why}: record the flip to slot {new} and a fresh password for slot {old}, as pending",
+            active=new,
+            fresh=(old,),
+        ),
+        SetPassword(f"give the old slot {old} its fresh password", on=old),
+        VerifyLogin(f"prove slot {old}'s fresh password logs in", on=old),
+        PromoteSlotPending(f"slot {new} is active; slot {old}'s fresh password is current"),
+    ]
+
+
+def _publish(slot: Slot, why: str) -> list[Step]:
+    return [
+        WriteSlotPending(f"{why}: publish active slot {slot} (credential-loader clients follow active_slot)", active=slot),
+        PromoteSlotPending(f"slot {slot} is active"),
+    ]
+
+
+@dataclass(frozen=True)
+class _Flip:
+    steps: tuple[Step, ...]
+    rollbacks: Mapping[int, tuple[Step, ...]]  # index within ``steps``
+    flip_to: Slot
+    rollback_to: Slot
+
+
+def _back(back: Slot, *, config: tuple[Step, ...]) -> tuple[Step, ...]:
+    return (
+        *config,
+        Deploy(f"roll the app back onto slot {back}", on=back),
+        HealthCheck(f"prove the app is healthy on slot {back} again", on=back),
+    )
+
+
+def _flip(opt: Options, active: Slot, live: Slot | None) -> _Flip:
+    if live is not None and live != active:
+        # The config already uses another slot than the secret's active one: an interrupted flip.
+        steps: tuple[Step, ...] = (
+            Deploy(
+                f"the config already uses slot {live} but the secret says {active} "
+                "(an earlier flip was interrupted): finish the deployment",
+                on=live,
+            ),
+            HealthCheck(f"prove the app is healthy on slot {live}", on=live),
+        )
+        undo = _back(active, config=(RenderConfig(f"point the config back at slot {active}", on=active),))
+        return _Flip(steps, {0: undo, 1: undo}, live, active)
+    new = other(active)
+    deploy = Deploy(f"roll the app onto slot {new}", on=new)
+    health = HealthCheck(f"prove the app is healthy on slot {new}", on=new)
+    if opt.renders_config:
+        restore = RestoreConfig(f"put the config back on slot {active}")
+        undo = _back(active, config=(restore,))
+        steps = (RenderConfig(f"point the app's config at the standby slot {new}", on=new), deploy, health)
+        # A failed render never reached the app: put the file back, no redeploy.
+        return _Flip(steps, {0: (restore,), 1: undo, 2: undo}, new, active)
+    # No config file: the secret is the app's config. Publish the flip before the grace period so that loader
+    # clients move to the new slot while the old one still works; roll back by publishing the old slot again.
+    undo = _back(active, config=tuple(_publish(active, "roll back")))
+    steps = (*_publish(new, f"move the app to slot {new}"), deploy, health)
+    return _Flip(steps, {2: undo, 3: undo}, new, active)
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def plan(w: World, opt: Options) -> Plan:
+    refused = _refusal(w, opt)
+    if refused is not None:
+        return Plan(steps=(), refused=refused)
+    admin_steps, blocked = _admin_steps(w)
+    if blocked is not None:
+        return Plan(steps=(), blocked=blocked)
+    # The slot the deployed config uses, when its password logs in (a config whose password fails is re-rendered).
+    live = w.config_slot if opt.renders_config and w.config_works else None
+    # The slots the app may be using right now: never given a password it does not already use.
+    protected: set[Slot] = {w.secret.active_slot} | ({live} if live is not None else set())
+    pending_steps, healed, notes = _pending_steps(w, live)
+    reconcile_steps, rec, more_notes = _reconcile_steps(w, opt, healed, live, protected)
+    steps = admin_steps + pending_steps + reconcile_steps
+    notes += more_notes
+    if opt.renders_config and w.config_slot is not None and not w.config_works:
+        notes.append(f"the deployed config names slot {w.config_slot} with a password that does not log in: re-rendered")
+    if opt.sync_db_users:
+        return Plan(steps=tuple(steps), notes=tuple(notes))
+    if healed.flip_finished:
+        notes.append(f"an earlier run's flip to slot {healed.base.active_slot} was finished; no new flip in this run")
         if not opt.skip_admin:
             steps += _rotate_admin()
+        return Plan(steps=tuple(steps), notes=tuple(notes))
+    flip = _flip(opt, rec.active, live)
+    if w.health_precheck is not None and _app_can_be_up(w, healed, live, protected):
+        return Plan(
+            steps=(),
+            refused=(
+                f"the health check fails on the live slot {live or rec.active} too ({w.health_precheck}): it could "
+                "never pass after the flip; fix --health-url (or the app) first. Nothing was changed"
+            ),
+        )
+    start = len(steps)
+    steps += flip.steps
+    steps += _rotate_old_slot(flip.rollback_to, flip.flip_to, f"the app is healthy on slot {flip.flip_to}")
+    if not opt.skip_admin:
+        steps += _rotate_admin()
+    return Plan(
+        steps=tuple(steps),
+        notes=tuple(notes),
+        flip_to=flip.flip_to,
+        rollback_to=flip.rollback_to,
+        rollbacks={start + i: undo for i, undo in flip.rollbacks.items()},
+    )
 
-    return Plan(steps=tuple(steps), notes=tuple(notes), flip_to=flip_to, rollback_to=rollback_to)
+
+def _app_can_be_up(w: World, healed: _Healed, live: Slot | None, protected: set[Slot]) -> bool:
+    """Whether the app has a working credential now, so a failing health URL is the URL's fault, not the
+    outage the flip is about to heal."""
+    return any(w.logs_in(slot, healed.base.slot(slot).password) for slot in protected if w.slots[slot].exists)

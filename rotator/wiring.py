@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from rotator import health
+from rotator.apply import AfterStep
 from rotator.aws import AwsClients
-from rotator.config import Settings
+from rotator.config import Settings, check_paths
 from rotator.db import Engine, get_engine
 from rotator.deploy import Deployer, make_deployer
-from rotator.rotation import Rotation
+from rotator.render import ConfigFile
+from rotator.rotation import Adapters, Rotation
 from rotator.store.factory import open_store
 
 
@@ -42,20 +44,35 @@ def build_http_check(settings: Settings) -> health.HttpCheck | None:
     )
 
 
-def build_rotation(settings: Settings) -> tuple[Rotation, AwsClients]:
+def build_rotation(
+    settings: Settings, *, deployer: Deployer | None = None, after_step: AfterStep | None = None
+) -> tuple[Rotation, AwsClients]:
+    """``deployer`` replaces the one the settings name (tests); ``after_step`` is called after each step."""
     aws = AwsClients(region=settings.region, endpoint_url=settings.aws_endpoint_url)
     store = open_store(settings.store, aws=aws)
 
     def engine_for(name: str) -> Engine:
         return get_engine(name, mysql_user_host=settings.mysql_user_host, pg_owner_role=settings.pg_owner_role)
 
+    def config_for(engine: str) -> ConfigFile | None:
+        if settings.template is None or settings.config_path is None:
+            return None
+        return ConfigFile(
+            settings.template,
+            settings.config_path,
+            settings.file_mode,
+            settings.file_owner,
+            extra={"db_scheme": "mysql" if engine == "mysql" else "postgresql"},
+        )
+
     counted_by_store = not settings.store.startswith("secretsmanager")
-    rotation = Rotation(
-        settings,
-        store,
-        engine_for,
-        build_deployer(settings, aws),
-        api_calls=lambda: aws.api_calls + (store.api_calls if counted_by_store else 0),
+    adapters = Adapters(
+        store=store,
+        engine_for=engine_for,
+        config_for=config_for,
+        deployer=deployer if deployer is not None else build_deployer(settings, aws),
         http_check=build_http_check(settings),
+        api_calls=lambda: aws.api_calls + (store.api_calls if counted_by_store else 0),
+        check_inputs=lambda: check_paths(settings),
     )
-    return rotation, aws
+    return Rotation(settings, adapters, after_step=after_step), aws

@@ -1,15 +1,39 @@
-"""Table tests: worlds -> plans. The planner is pure, so each world is a plain value."""
+"""The planner: table tests over chosen worlds, then an enumeration of every combination of the World's fields
+that matter, asserting the invariants on each plan. The planner is pure, so each world is a plain value."""
 
 from __future__ import annotations
 
+import itertools
+import time
 from typing import Any
 
 import pytest
 
-from rotator.plan import Kind, Options, Plan, SlotState, Source, World, plan
-from rotator.secrets import AdminSecret, Credentials, Slot, SlotSecret
+from rotator import steps as st
+from rotator.plan import Options, Plan, SlotState, Source, World, plan, same_identity
+from rotator.secrets import SLOTS, AdminSecret, Credentials, Slot, SlotSecret, other
 
-K = Kind
+
+class K:
+    """Step kinds by name, as the report spells them."""
+
+    DISCARD_ADMIN_PENDING = st.DiscardAdminPending.kind
+    PROMOTE_ADMIN_PENDING = st.PromoteAdminPending.kind
+    DISCARD_SLOT_PENDING = st.DiscardSlotPending.kind
+    WRITE_SLOT_PENDING = st.WriteSlotPending.kind
+    CREATE_USER = st.CreateUser.kind
+    SET_PASSWORD = st.SetPassword.kind
+    VERIFY_LOGIN = st.VerifyLogin.kind
+    PROMOTE_SLOT_PENDING = st.PromoteSlotPending.kind
+    FIX_PERMISSIONS = st.FixPermissions.kind
+    RENDER_CONFIG = st.RenderConfig.kind
+    RESTORE_CONFIG = st.RestoreConfig.kind
+    DEPLOY = st.Deploy.kind
+    HEALTH_CHECK = st.HealthCheck.kind
+    WRITE_ADMIN_PENDING = st.WriteAdminPending.kind
+    SET_ADMIN_PASSWORD = st.SetAdminPassword.kind
+    VERIFY_ADMIN = st.VerifyAdmin.kind
+    MARK_USER = st.MarkUser.kind
 
 
 def creds(user: str, pw: str) -> Credentials:
@@ -38,6 +62,7 @@ def world(
     admin: str = "ok",
     admin_pending: bool = False,
     config_password: str | None = None,
+    **extra: Any,
 ) -> World:
     s = secret(active)
     p = None
@@ -47,6 +72,10 @@ def world(
             p = p.with_password(slot, f"p{slot.lower()}-pending")
     if config_password is None and config is not None:
         config_password = s.slot(config).password
+    slots = {"A": slot_state(a), "B": slot_state(b)}
+    if config is not None and config_password == s.slot(config).password and slots[config].exists:
+        state = slots[config]
+        slots[config] = SlotState(True, {**state.logins, Source.CONFIG: state.works(Source.CURRENT)})
     return World(
         secret=s,
         pending=p,
@@ -54,10 +83,11 @@ def world(
         admin_pending=AdminSecret("admin", "admin-pending") if admin_pending or admin == "pending" else None,
         admin_current_ok=admin == "ok",
         admin_pending_ok=admin == "pending",
-        slots={"A": slot_state(a), "B": slot_state(b)},
+        slots=slots,
         config_slot=config,
         config_present=config is not None,
         config_password=config_password,
+        **extra,
     )
 
 
@@ -71,7 +101,7 @@ def run(w: World, **opts: Any) -> Plan:
     return plan(w, Options(**opts))
 
 
-def step(p: Plan, kind: Kind, n: int = 0) -> Any:
+def step(p: Plan, kind: str, n: int = 0) -> Any:
     return [s for s in p.steps if s.kind == kind][n]
 
 
@@ -282,4 +312,243 @@ def test_never_changes_a_password_the_app_uses() -> None:
             flip_at = next((i for i, s in enumerate(p.steps) if s.kind == K.HEALTH_CHECK), len(p.steps))
             for s in p.steps[:flip_at]:
                 if s.kind == K.SET_PASSWORD:  # creating a missing user cannot break a login in use
-                    assert s.slot not in (active, config), (active, config, b, s)
+                    # ... and setting the password the config already holds gives the app nothing new
+                    gives = w.password(s.slot, s.source)
+                    assert s.slot not in (active, config) or gives == w.config_password, (active, config, b, s)
+
+
+# ------------------------------------------------------------------ rollback is part of the plan
+
+
+def rollback_kinds(p: Plan, failing: str) -> list[str]:
+    return [s.kind for s in p.rollbacks[p.kinds.index(failing)]]
+
+
+def test_rollback_of_a_rendered_flip() -> None:
+    p = run(world())
+    assert rollback_kinds(p, K.RENDER_CONFIG) == [K.RESTORE_CONFIG]  # never reached the app: no redeploy
+    for failing in (K.DEPLOY, K.HEALTH_CHECK):
+        assert rollback_kinds(p, failing) == [K.RESTORE_CONFIG, K.DEPLOY, K.HEALTH_CHECK]
+    assert [s.slot for s in p.full_rollback][1:] == ["A", "A"]
+    assert set(p.rollbacks) == {p.kinds.index(k) for k in FLIP}  # nothing after the flip is rolled back
+
+
+def test_rollback_of_an_interrupted_flip_renders_the_old_slot() -> None:
+    p = run(world(active="A", config="B"))
+    assert rollback_kinds(p, K.DEPLOY) == [K.RENDER_CONFIG, K.DEPLOY, K.HEALTH_CHECK]
+    assert all(s.slot == "A" for s in p.full_rollback)
+
+
+def test_rollback_in_loader_mode_publishes_the_old_slot() -> None:
+    p = run(world(config=None), renders_config=False)
+    assert rollback_kinds(p, K.HEALTH_CHECK) == [
+        K.WRITE_SLOT_PENDING,
+        K.PROMOTE_SLOT_PENDING,
+        K.DEPLOY,
+        K.HEALTH_CHECK,
+    ]
+    publish_back = p.full_rollback[0]
+    assert isinstance(publish_back, st.WriteSlotPending) and publish_back.active == "A" and not publish_back.fresh
+
+
+def test_plans_without_a_flip_have_no_rollback() -> None:
+    assert run(world(b="drift"), sync_db_users=True).rollbacks == {}
+    assert run(world(active="A", config="B", a="pending", pending={"active": "B", "changed": ["A"]})).rollbacks == {}
+
+
+# ------------------------------------------------------------------ refusals: bad input, nothing planned
+
+
+def test_a_slot_user_that_is_the_admin_is_refused() -> None:
+    w = world()
+    w = World(**{**w.__dict__, "admin": AdminSecret("app_b", "x")})
+    p = run(w)
+    assert p.steps == () and p.refused is not None and "admin" in p.refused
+
+
+@pytest.mark.parametrize(
+    ("state", "words"),
+    [
+        (SlotState(True, {Source.CURRENT: True}, privileges=("SUPERUSER",)), "SUPERUSER"),
+        (SlotState(True, {Source.CURRENT: False}, marked=False), "not created by the rotator"),
+        (SlotState(False, other_hosts=("10.0.0.%",)), "--mysql-user-host"),
+    ],
+)
+def test_unmanaged_or_privileged_slot_users_are_refused(state: SlotState, words: str) -> None:
+    w = world()
+    p = run(World(**{**w.__dict__, "slots": {"A": w.slots["A"], "B": state}}))
+    assert p.steps == () and p.refused is not None and words in p.refused
+
+
+def test_a_legacy_slot_user_is_marked_not_refused() -> None:
+    w = world()
+    legacy = SlotState(True, {Source.CURRENT: True}, marked=False, owner_member=True)
+    p = run(World(**{**w.__dict__, "slots": {"A": w.slots["A"], "B": legacy}}))
+    assert p.refused is None and p.kinds[0] == K.MARK_USER and p.steps[0].slot == "B"
+    not_member = SlotState(True, {Source.CURRENT: True}, marked=False)
+    assert run(World(**{**w.__dict__, "slots": {"A": w.slots["A"], "B": not_member}})).refused is not None
+    on_mysql = World(**{**w.__dict__, "slots": {"A": w.slots["A"], "B": not_member}, "engine": "mysql"})
+    assert run(on_mysql).kinds[0] == K.MARK_USER
+
+
+def test_other_refusals() -> None:
+    assert run(world(same_server=False)).refused is not None
+    assert run(world(admin_problems=("the admin lacks CREATEROLE: grant it",))).refused is not None
+    refused = run(world(health_precheck="status 500 is not accepted")).refused
+    assert refused is not None and "--health-url" in refused
+    # The app is down on its slot: the failing health URL does not stop the flip that heals it.
+    assert run(world(a="drift", config_password="wrong", health_precheck="status 500")).refused is None
+
+
+def test_a_pending_version_of_another_identity_is_discarded() -> None:
+    w = world(active="A", config="B", a="pending", pending={"active": "B", "changed": ["A"]})
+    assert w.pending is not None
+    moved = w.pending.with_slot("A", w.pending.slot("A").__class__("someone_else", "pa-pending", "db", 5432, "app"))
+    p = run(World(**{**w.__dict__, "pending": moved}))
+    assert p.kinds[0] == K.DISCARD_SLOT_PENDING
+    assert any("disagrees" in n for n in p.notes)
+
+
+# ------------------------------------------------------------------ every world that matters, enumerated
+
+
+def _slot_states(pending_same: bool | None, config_here: bool) -> list[SlotState]:
+    """Every state of one slot user. ``pending_same``: None without a pending version, else whether its password
+    equals the current one (then both log in alike)."""
+    out = [SlotState(exists=False)]
+    for cur, pen, cfg in itertools.product([False, True], repeat=3):
+        if (pen and pending_same is not False) or (cfg and not config_here):
+            continue
+        logins = {Source.CURRENT: cur}
+        if pending_same is not None:
+            logins[Source.PENDING] = cur if pending_same else pen
+        if config_here:
+            logins[Source.CONFIG] = cfg
+        out.append(SlotState(True, logins))
+    return out
+
+
+_PENDINGS: list[dict[str, Any] | None] = [
+    None,
+    {"changed": ["A"]},
+    {"changed": ["B"]},
+    {"flip": True, "changed": ["old"]},
+    {"flip": True, "changed": []},
+    {"identity": True},
+]
+
+
+def enumerate_worlds() -> list[tuple[World, Options]]:
+    worlds = []
+    for active, config, pend, admin, renders, sync, config_pw in itertools.product(
+        SLOTS,
+        [None, "A", "B"],
+        _PENDINGS,
+        ["ok", "ok+pending", "pending", "none"],
+        [True, False],
+        [False, True],
+        ["its own", "the current one"],
+    ):
+        if config is None and config_pw != "its own":
+            continue
+        s = secret(active)
+        p = None
+        if pend is not None:
+            p = s.with_active(other(active)) if pend.get("flip") else s
+            for slot in pend.get("changed", []):
+                target = active if slot == "old" else slot
+                p = p.with_password(target, f"p{target.lower()}-pending")
+            if pend.get("identity"):
+                p = p.with_slot("B", Credentials("renamed_b", "pb-pending", "db", 5432, "app"))
+        same = {slot: None if p is None else p.slot(slot).password == s.slot(slot).password for slot in SLOTS}
+        for a_state, b_state in itertools.product(
+            _slot_states(same["A"], config == "A"), _slot_states(same["B"], config == "B")
+        ):
+            states = {"A": a_state, "B": b_state}
+            config_password = "the-config-password" if config else None
+            if config is not None and config_pw == "the current one":
+                config_password = s.slot(config).password
+                state = states[config]
+                if state.exists and state.works(Source.CONFIG) != state.works(Source.CURRENT):
+                    continue  # one password, two answers: not a world
+            w = World(
+                secret=s,
+                pending=p,
+                admin=AdminSecret("admin", "admin-current"),
+                admin_pending=AdminSecret("admin", "admin-pending") if "pending" in admin else None,
+                admin_current_ok=admin.startswith("ok"),
+                admin_pending_ok=admin == "pending",
+                slots=states,
+                config_slot=config,
+                config_present=config is not None,
+                config_password=config_password,
+            )
+            worlds.append((w, Options(renders_config=renders, sync_db_users=sync)))
+    return worlds
+
+
+def _in_use(w: World, opt: Options) -> set[Slot]:
+    """What the app may be using: the config's slot when its password works, else the secret's active slot."""
+    if opt.renders_config and w.config_works and w.config_slot is not None:
+        return {w.config_slot}
+    return {w.secret.active_slot}
+
+
+def check_invariants(w: World, opt: Options, p: Plan) -> None:
+    if p.refused or p.blocked:
+        assert p.steps == () and p.rollbacks == {}
+        return
+    kinds = p.kinds
+    in_use = _in_use(w, opt)
+    health_at = next((i for i, s in enumerate(p.steps) if isinstance(s, st.HealthCheck)), len(p.steps))
+    pending_open = w.pending is not None  # an observed pending version, until discarded or promoted
+    written = False
+    for i, s in enumerate(p.steps):
+        if isinstance(s, st.DiscardSlotPending):
+            pending_open = False
+        if isinstance(s, st.WriteSlotPending):
+            written = True
+        if isinstance(s, st.SetPassword | st.CreateUser):
+            # Write-ahead: a password set is stored first (pending, or the current version itself).
+            assert s.source is Source.CURRENT or written or pending_open, (w, opt, kinds)
+            # The live slot is never given a password it does not already use, before the flip is proven.
+            if i < health_at:
+                assert s.on not in in_use or not w.slots[s.on].exists, (w, opt, kinds, s)
+        if isinstance(s, st.PromoteSlotPending):
+            if not written:  # finishing the observed pending version: only one of the same identity
+                assert pending_open and w.pending is not None and same_identity(w.pending, w.secret), (w, opt)
+            written = pending_open = False
+    assert not written, "a pending slot version is left unpromoted"
+    if w.pending is not None:
+        assert kinds and kinds[0] in (K.DISCARD_SLOT_PENDING, K.SET_PASSWORD, K.CREATE_USER, K.PROMOTE_SLOT_PENDING) or (
+            kinds[0] in (K.DISCARD_ADMIN_PENDING, K.PROMOTE_ADMIN_PENDING)
+        ), kinds
+    if p.flip_to is not None:
+        assert p.rollback_to == other(p.flip_to) and not opt.sync_db_users
+        assert p.rollbacks and all(isinstance(p.steps[i], st.RenderConfig | st.WriteSlotPending | st.PromoteSlotPending | st.Deploy | st.HealthCheck) for i in p.rollbacks)
+        full = p.full_rollback
+        assert isinstance(full[-1], st.HealthCheck) and full[-1].on == p.rollback_to
+    else:
+        assert p.rollbacks == {}
+
+
+def test_every_enumerated_world_keeps_the_invariants() -> None:
+    worlds = enumerate_worlds()
+    assert len(worlds) >= 10_000
+    started = time.monotonic()
+    for w, opt in worlds:
+        check_invariants(w, opt, plan(w, opt))
+    assert time.monotonic() - started < 5, "the planner got slow"
+
+
+def consistent(active: Slot, config: bool) -> World:
+    return world(active=active, config=active if config else None)
+
+
+@pytest.mark.parametrize(("active", "config"), list(itertools.product(SLOTS, [True, False])))
+def test_a_consistent_world_needs_no_healing(active: Slot, config: bool) -> None:
+    w = consistent(active, config)
+    opt = Options(renders_config=config)
+    assert plan(w, Options(renders_config=config, sync_db_users=True)).steps == ()
+    loader_flip = [K.WRITE_SLOT_PENDING, K.PROMOTE_SLOT_PENDING, K.DEPLOY, K.HEALTH_CHECK]
+    assert plan(w, opt).kinds == (FLIP if config else loader_flip) + ROTATE_OLD + ADMIN, "heal steps on a consistent world"
