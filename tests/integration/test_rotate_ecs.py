@@ -70,7 +70,6 @@ def test_circuit_breaker_rollback_rolls_the_rotation_back(
     env = make_env(db, aws, tmp_path)
     assert env.rotate().exit_code == 0  # config rendered, active B
     config, secret, hashes = env.config_path.read_bytes(), env.secret(), db.password_hashes()
-    rotation, _ = build_rotation(settings_for(env, cluster, service))
     script = [
         lambda ours: [_dep("ecs-svc/old", "PRIMARY", "COMPLETED")],  # observe()
         lambda ours: [_dep(ours, "PRIMARY", "IN_PROGRESS"), _dep("ecs-svc/old", "ACTIVE", "COMPLETED")],
@@ -80,7 +79,8 @@ def test_circuit_breaker_rollback_rolls_the_rotation_back(
         ],
         lambda ours: [_dep(ours, "PRIMARY", "COMPLETED", running=2)],  # our rollback deployment
     ]
-    rotation.deployer = EcsDeployer(ScriptedEcs(client, script), cluster, service, timeout_s=30, poll_s=0.01)  # type: ignore[arg-type]
+    deployer = EcsDeployer(ScriptedEcs(client, script), cluster, service, timeout_s=30, poll_s=0.01)  # type: ignore[arg-type]
+    rotation, _ = build_rotation(settings_for(env, cluster, service), deployer=deployer)
     report = rotation.run()
     assert report.exit_code == ExitCode.ROLLED_BACK, report.error
     assert "circuit breaker" in (report.error or "")
