@@ -121,10 +121,11 @@ def read_regular(path: str | os.PathLike[str], *, setting: str = CONFIG_SETTING)
                 f"point {setting} at the file itself"
             ) from None
         raise BadInput(f"cannot read {target}: {exc.strerror}: run as a user that may read it") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise BadInput(f"{target} is not a regular file ({_kind(st.st_mode)}): point {setting} at a file")
     with os.fdopen(fd, "rb") as file:
-        st = os.fstat(file.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise BadInput(f"{target} is not a regular file ({_kind(st.st_mode)}): point {setting} at a file")
         try:
             return file.read()
         except OSError as exc:

@@ -23,6 +23,7 @@ from urllib.parse import unquote
 import jinja2
 import jinja2.meta
 
+from rotator.atomic import read_regular
 from rotator.errors import BadInput
 from rotator.template import ENV_ESCAPES, FILTERS, FIX_TEMPLATE, Filter, env_inner, load, php_sq, url
 
@@ -245,16 +246,14 @@ def _cached_probe(path: str, _mtime_ns: int, _size: int) -> _Probe:
 def read_deployed(template_path: str | os.PathLike[str], config_path: str | os.PathLike[str]) -> DeployedConfig | None:
     """The credentials in the deployed config file, or None when there is no file.
 
-    Raises BadInput when the *template* cannot be read back, or the file cannot be read at all; a file
-    whose content does not fit the template gives ``raw_ok=False`` instead.
+    Raises BadInput when the *template* cannot be read back, or the file cannot be read at all (also a
+    symlink or not a regular file: see :func:`rotator.atomic.read_regular`); a file whose content does not
+    fit the template gives ``raw_ok=False`` instead.
     """
     shape = probe(template_path)
-    try:
-        data = Path(config_path).read_bytes()
-    except FileNotFoundError:
+    data = read_regular(config_path)
+    if data is None:
         return None
-    except OSError as exc:
-        raise BadInput(f"cannot read {config_path}: {exc.strerror}: run as a user that may read it") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
