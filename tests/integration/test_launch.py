@@ -14,6 +14,8 @@ write the container's log lines into moto, as the awslogs driver would while the
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +24,10 @@ from typing import Any
 
 import pytest
 
+from rotator.aws import AwsClients
 from rotator.errors import BadInput
 from rotator.launch import build_command, launch, log_stream_name
+from tests.aws_faults import Fault, fault_proxy
 from tests.harness import AwsEnv
 
 pytestmark = pytest.mark.integration
@@ -319,7 +323,9 @@ def test_missing_settings_name_the_flag(aws: AwsEnv, infra: Infra) -> None:
 
 
 def test_refused_run_task_is_bad_input(aws: AwsEnv, infra: Infra) -> None:
-    with pytest.raises(BadInput, match=r"^ECS RunTask: .* does not exist \(ClusterNotFoundException\): check --cluster"):
+    with pytest.raises(
+        BadInput, match=r"^ECS RunTask: .* does not exist \(ClusterNotFoundException\): check --cluster"
+    ):
         launch(
             aws.client("ecs"),
             aws.client("logs"),
@@ -328,6 +334,74 @@ def test_refused_run_task_is_bad_input(aws: AwsEnv, infra: Infra) -> None:
             task_definition=infra.outputs["RotationTaskDefinitionArn"],
             subnets=infra.subnet,
         )
+
+
+@pytest.mark.parametrize("fault", ["throttle", "unavailable"])
+def test_a_fault_on_the_first_call_of_every_operation_is_survived(aws: AwsEnv, infra: Infra, fault: Fault) -> None:
+    """DescribeStacks, RunTask, DescribeTasks and GetLogEvents each meet a throttle or a 503 first (the fault
+    proxy answers it instead of moto): the launch still follows the task to its exit code and log."""
+    direct_logs = aws.client("logs")
+    log_group = infra.outputs["RotationLogGroup"]
+    with fault_proxy(aws.endpoint_url, {"*": [fault]}) as proxy:
+        clients = AwsClients(region=aws.region, endpoint_url=proxy.url)
+        ecs = ScriptedEcs(
+            clients.client("ecs"),
+            direct_logs,  # the container's own log writes do not go through the proxy
+            [State({"lastStatus": "RUNNING"}, ["rotated slot A"]), stopped(0)],
+            log_group=log_group,
+        )
+        printed, print_line = collect()
+        code = launch(
+            ecs,  # type: ignore[arg-type]
+            clients.client("logs"),
+            clients.client("cloudformation"),
+            stack_name=infra.stack_name,
+            poll_s=0,
+            print_line=print_line,
+            sleep=lambda _: None,
+        )
+    assert code == 0, printed
+    assert "rotated slot A" in printed
+    for operation in ("cloudformation.DescribeStacks", "ecs.RunTask", "ecs.DescribeTasks", "logs.GetLogEvents"):
+        assert proxy.faulted[operation] == 1, proxy.faulted
+    assert len(ecs.run_calls) == proxy.requests["ecs.RunTask"] == 2  # refused once, then one task started
+    assert len(aws.client("ecs").list_tasks(cluster=infra.cluster)["taskArns"]) == 1
+
+
+def _rotator_launch(proxy_url: str, region: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ROTATOR_AWS_ENDPOINT_URL": proxy_url, "AWS_ENDPOINT_URL": proxy_url, "AWS_REGION": region}
+    return subprocess.run(
+        [sys.executable, "-m", "rotator.cli", "launch", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+
+
+def test_rotator_launch_never_prints_a_traceback(aws: AwsEnv, infra: Infra) -> None:
+    """Every AWS failure of the real `rotator launch` is one line and a documented exit code: a stack it may not
+    read is bad input (2), nothing started; a log it may not read is said once and the task is still followed
+    (here until --timeout 0: exit 1, as moto's tasks never stop)."""
+    with fault_proxy(aws.endpoint_url, always={"cloudformation.DescribeStacks": "denied"}) as proxy:
+        denied = _rotator_launch(proxy.url, aws.region, "--stack-name", infra.stack_name)
+    assert denied.returncode == 2, denied.stderr
+    assert "Traceback" not in denied.stdout + denied.stderr
+    (line,) = denied.stderr.strip().splitlines()
+    assert "CloudFormation DescribeStacks" in line and "IAM permission cloudformation:DescribeStacks" in line, line
+    assert proxy.requests["ecs.RunTask"] == 0
+
+    with fault_proxy(aws.endpoint_url, always={"logs.GetLogEvents": "denied"}) as proxy:
+        followed = _rotator_launch(proxy.url, aws.region, "--stack-name", infra.stack_name, "--timeout", "0")
+    output = followed.stdout + followed.stderr
+    assert followed.returncode == 1, output
+    assert "Traceback" not in output
+    said = [line for line in followed.stdout.splitlines() if "cannot read the task's log" in line]
+    assert len(said) == 1 and "logs:GetLogEvents" in said[0], output
+    assert "keeps running" in followed.stdout, output
+    assert proxy.requests["logs.GetLogEvents"] == 1  # refused: not retried, not asked again
 
 
 def test_build_command() -> None:
