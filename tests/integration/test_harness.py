@@ -53,12 +53,12 @@ def create_login(db: DbEnv, password: str) -> str:
                 )
             )
     else:
-        conn = db.server.connect()
+        my = db.server.connect()
         try:
-            with conn.cursor() as cur:
+            with my.cursor() as cur:
                 cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (user, password))
         finally:
-            conn.close()
+            my.close()
     return user
 
 
