@@ -17,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
+from rotator.aws import AwsClients
 from rotator.db.base import LoginResult
 from rotator.deploy import make_deployer
 from rotator.deploy.command import CommandDeployer
@@ -32,6 +33,7 @@ from rotator.health import (
     run_checks,
 )
 from rotator.log import register_secret
+from tests.aws_faults import Fault, fault_proxy
 from tests.harness import AwsEnv, free_port, new_name
 
 pytestmark = pytest.mark.integration
@@ -88,6 +90,57 @@ def test_ecs_missing_service(ecs_service: tuple[Any, str, str]) -> None:
         deployer.deploy("flip")
     state = deployer.describe()
     assert state.status == "unknown" and "not found" in state.detail
+
+
+@pytest.mark.parametrize("fault", ["throttle", "unavailable"])
+def test_ecs_survives_a_fault_on_the_first_call_of_each_operation(
+    aws: AwsEnv, ecs_service: tuple[Any, str, str], fault: Fault
+) -> None:
+    """The fault proxy answers a throttle (HTTP 400) or a 503 to the first DescribeServices and UpdateService."""
+    _, cluster, service = ecs_service
+    with fault_proxy(aws.endpoint_url, {"*": [fault]}) as proxy:
+        client = AwsClients(region=aws.region, endpoint_url=proxy.url).client("ecs")
+        deployer = EcsDeployer(client, cluster, service, timeout_s=10, poll_s=0.01, sleep=lambda _: None)
+        before = deployer.describe()
+        deployer.deploy("flip to slot B", slot="B")
+        after = deployer.describe()
+    assert before.status == after.status == "stable"
+    assert after.deployment_id != before.deployment_id
+    assert proxy.faulted == {"ecs.DescribeServices": 1, "ecs.UpdateService": 1}
+
+
+def test_ecs_attempts_are_the_edges_alone(aws: AwsEnv, ecs_service: tuple[Any, str, str]) -> None:
+    """No retry loop multiplies another: make_deployer's own client has botocore retries off, the deployer
+    does not retry around the edge, so a call makes exactly max_attempts requests, then fails in one line."""
+    _, cluster, service = ecs_service
+    with fault_proxy(aws.endpoint_url, always={"ecs.UpdateService": "throttle"}) as proxy:
+        deployer = make_deployer(
+            "ecs",
+            region=aws.region,
+            endpoint_url=proxy.url,
+            cluster=cluster,
+            service=service,
+            timeout_s=5,
+            poll_s=0.01,
+            sleep=lambda _: None,
+            max_attempts=3,
+        )
+        with pytest.raises(DeployError) as refused:
+            deployer.deploy("flip")
+    assert proxy.requests["ecs.UpdateService"] == 3
+    assert str(refused.value) == (
+        f"ECS UpdateService on service {cluster}/{service} is still throttled after retries (3 attempts): "
+        "try again later"
+    )
+
+    with fault_proxy(aws.endpoint_url, {"ecs.DescribeServices": ["unavailable"] * 99}) as proxy:
+        client = AwsClients(region=aws.region, endpoint_url=proxy.url).client("ecs")
+        deployer = EcsDeployer(client, cluster, service, timeout_s=5, poll_s=0.01, sleep=lambda _: None, max_attempts=4)
+        with pytest.raises(
+            DeployError, match=r"failed 4 times in a row .*HTTP 503.* is unknown: check the ECS console"
+        ):
+            deployer.deploy("flip")
+    assert proxy.requests == {"ecs.UpdateService": 1, "ecs.DescribeServices": 4}
 
 
 def _dep(dep_id: str, status: str, rollout: str, reason: str = "", running: int = 1) -> dict[str, Any]:

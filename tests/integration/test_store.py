@@ -19,6 +19,7 @@ from rotator.errors import SecretNotFound, StoreError
 from rotator.store.base import CURRENT, PENDING
 from rotator.store.factory import open_store
 from rotator.store.secretsmanager import SecretsManagerStore
+from tests.aws_faults import Fault, fault_proxy
 from tests.harness import AwsEnv, strong_password
 
 pytestmark = pytest.mark.integration
@@ -265,6 +266,45 @@ def test_aws_clients_count_every_call_and_honour_aws_endpoint_url(aws: AwsEnv, s
     assert clients.api_calls == store.api_calls == 5
     retries = clients.config.retries  # type: ignore[attr-defined]  # set at runtime, not in the stubs
     assert retries == {"mode": "standard", "total_max_attempts": 1}
+
+
+@pytest.mark.parametrize("fault", ["throttle", "unavailable"])
+def test_a_fault_on_the_first_call_of_every_operation_is_survived(
+    aws: AwsEnv, secret: tuple[str, str], fault: Fault
+) -> None:
+    """The fault proxy answers a throttle (HTTP 400) or a 503 to the first GetSecretValue, PutSecretValue,
+    DescribeSecret and UpdateSecretVersionStage, instead of moto."""
+    arn, value = secret
+    new = slot_secret(strong_password())
+    tok = token()
+    with fault_proxy(aws.endpoint_url, {"*": [fault]}) as proxy:
+        clients = AwsClients(region=aws.region, endpoint_url=proxy.url)
+        store = SecretsManagerStore(clients.secretsmanager(), backoff_base=0.01)
+        assert store.read(arn).current.value == value
+        store.put_pending(arn, new, tok)
+        fresh = SecretsManagerStore(clients.secretsmanager(), backoff_base=0.01)  # knows no labels: describes
+        fresh.promote(arn, tok)
+    operations = ["GetSecretValue", "PutSecretValue", "DescribeSecret", "UpdateSecretVersionStage"]
+    assert proxy.faulted == {f"secretsmanager.{op}": 1 for op in operations}
+    assert holder(aws, arn, CURRENT) == [tok] and holder(aws, arn, PENDING) == []
+    # Logical calls counted once by the store; every attempt counted by AwsClients (what the quota sees).
+    assert store.api_calls + fresh.api_calls + len(operations) == clients.api_calls
+
+
+def test_a_label_move_whose_answer_was_lost_converges(aws: AwsEnv, secret: tuple[str, str]) -> None:
+    """The move is done but its answer is a 503 ("lost"): the retry is refused (the label has moved already), the
+    store re-reads the labels once and finds the work done."""
+    arn, _ = secret
+    tok = token()
+    with fault_proxy(aws.endpoint_url, {"secretsmanager.UpdateSecretVersionStage": ["lost"]}) as proxy:
+        store = SecretsManagerStore(
+            AwsClients(region=aws.region, endpoint_url=proxy.url).secretsmanager(), backoff_base=0.01
+        )
+        store.read(arn)
+        store.put_pending(arn, slot_secret(strong_password()), tok)
+        store.promote(arn, tok)
+    assert proxy.faulted == {"secretsmanager.UpdateSecretVersionStage": 1}
+    assert holder(aws, arn, CURRENT) == [tok] and holder(aws, arn, PENDING) == []
 
 
 def test_no_password_reaches_the_logs(aws: AwsEnv, secret: tuple[str, str]) -> None:
