@@ -116,10 +116,7 @@ def read_regular(path: str | os.PathLike[str], *, setting: str = CONFIG_SETTING)
         return None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise BadInput(
-                f"{target} is a symbolic link: the rotator replaces the file, not what a link points to: "
-                f"point {setting} at the file itself"
-            ) from None
+            raise symlink_error(target, setting) from None
         raise BadInput(f"cannot read {target}: {exc.strerror}: run as a user that may read it") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
@@ -150,6 +147,13 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def symlink_error(target: Path, setting: str = CONFIG_SETTING) -> BadInput:
+    return BadInput(
+        f"{target} is a symbolic link: the rotator replaces the file, not what a link points to: "
+        f"point {setting} at the file itself"
+    )
 
 
 def owner_error(path: str | os.PathLike[str], owner: tuple[int, int]) -> BadInput:

@@ -26,6 +26,7 @@ from rotator.atomic import (
     probe_writable,
     read_regular,
     remove,
+    symlink_error,
     write_atomic,
     write_error,
 )
@@ -65,9 +66,11 @@ def fix_permissions(path: str | os.PathLike[str], mode: int, owner: tuple[int, i
     """Set mode (and owner) of an existing file without touching its content. True when anything changed."""
     target = Path(path)
     try:
-        st = os.stat(target)
+        st = os.lstat(target)
     except FileNotFoundError:
         raise BadInput(f"{target} does not exist: nothing to fix") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise symlink_error(target)
     changed = False
     try:
         if owner is not None and (st.st_uid, st.st_gid) != owner:

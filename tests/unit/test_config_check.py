@@ -226,6 +226,11 @@ def test_a_symlinked_config_is_refused(tmp_path: Path, target: str) -> None:
     refused(cf, r"sqlconf\.php is a symbolic link: .*point --config-path at the file itself$")
     with pytest.raises(BadInput, match="symbolic link"):
         cf.read_deployed()  # reads refuse it too: what is checked is what is used
+    if target == "a rendered file":
+        mode = stat.S_IMODE(real.stat().st_mode)
+        with pytest.raises(BadInput, match="symbolic link"):
+            ConfigFile(cf.template, link, mode=0o600).fix_permissions()
+        assert stat.S_IMODE(real.stat().st_mode) == mode  # not changed through the link
 
 
 def test_an_unreadable_config_file(shared_dir: Path) -> None:
