@@ -59,7 +59,10 @@ def _run(kw: dict[str, Any], *, dry_run: bool) -> int:
         settings = build_settings(kw, dry_run=dry_run)
         from rotator.wiring import build_rotation
 
-        rotation, _ = build_rotation(settings)
+        # Tests inject an after-step callback through click's context object (the crash-safety test's SIGKILL).
+        context = click.get_current_context(silent=True)
+        after_step = (context.find_root().obj or {}).get("after_step") if context is not None else None
+        rotation, _ = build_rotation(settings, after_step=after_step)
     except RotatorError as exc:
         return _fail(exc)
     report = rotation.run()

@@ -79,10 +79,12 @@ class RotationEnv:
         self.remember()
         return Result(result.exit_code, result.stdout, result.stderr)
 
-    def rotate_subprocess(self, *args: str, **extra: str) -> Result:
+    def rotate_subprocess(self, *args: str, kill_after: int | None = None, **extra: str) -> Result:
+        """The real command in a child process; ``kill_after``: SIGKILLed right after that step (1-based)."""
         env = {**os.environ, **self.env(**extra)}
+        command = ["rotator.cli", "rotate"] if kill_after is None else ["tests.integration.crash_rotate", str(kill_after)]
         proc = subprocess.run(
-            [sys.executable, "-m", "rotator.cli", "rotate", *args],
+            [sys.executable, "-m", *command, *args],
             env=env,
             capture_output=True,
             text=True,

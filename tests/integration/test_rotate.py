@@ -85,11 +85,19 @@ def test_second_run_is_locked_out(env: RotationEnv) -> None:
         env.admin()["password"],  # type: ignore[index]
     )
     try:
-        assert session.try_lock(f"rotator:{active['host']}:{active['port']}:{active['dbname']}")
+        assert session.try_lock(f"rotator:{active['dbname']}")
         before = snapshot(env)
         result = env.rotate()
         assert result.exit_code == ExitCode.LOCKED
         assert "lock" in result.report["error"]
+        assert snapshot(env) == before
+        # However the host is spelled, one database is one lock (127.0.0.1 and localhost: one server).
+        respelled = env.secret()
+        assert respelled is not None and respelled["A"]["host"] == "127.0.0.1"
+        respelled["A"]["host"] = respelled["B"]["host"] = "localhost"
+        env.put_current(respelled)
+        before = snapshot(env)
+        assert env.rotate().exit_code == ExitCode.LOCKED
         assert snapshot(env) == before
     finally:
         session.close()
@@ -290,7 +298,7 @@ def test_sigkill_after_every_step_converges(db: DbEnv, aws: AwsEnv, tmp_path: Pa
     for k in range(1, steps + 1):
         env = make_env(db, aws, tmp_path / f"k{k}", tag=f"k{k}")
         assert env.rotate().exit_code == 0  # config rendered, active B
-        crashed = env.rotate_subprocess(ROTATOR_TEST_KILL_AFTER_STEP=str(k))
+        crashed = env.rotate_subprocess(kill_after=k)
         assert crashed.exit_code == -9, (k, crashed.stderr[-1500:])
         user, password = env.config_user(), env.config_password()
         assert user and password and db.login_works(user, password), f"config does not log in after step {k}"
@@ -325,7 +333,7 @@ def test_status_reads_only(env: RotationEnv) -> None:
     assert [s["outcome"] for s in report["steps"]] == ["planned"] * len(report["steps"])
     observed = report["observed"]
     assert observed["admin_login"] == "current" and observed["config_slot"] == "B"
-    assert observed["slots"]["A"] == {"exists": True, "current_password_logs_in": True}
+    assert observed["slots"]["A"] == {"exists": True, "current_password_logs_in": True, "marked": True}
     assert observed["slots"]["B"]["config_password_logs_in"] is True
     assert snapshot(env) == before
 
@@ -337,7 +345,7 @@ def test_sigkill_in_loader_mode_converges(db: DbEnv, aws: AwsEnv, tmp_path: Path
     env = make_env(db, aws, tmp_path)
     loader_mode = {"ROTATOR_TEMPLATE": "", "ROTATOR_CONFIG_PATH": ""}
     assert env.rotate(**loader_mode).exit_code == 0
-    crashed = env.rotate_subprocess(ROTATOR_TEST_KILL_AFTER_STEP=str(kill_after), **loader_mode)
+    crashed = env.rotate_subprocess(kill_after=kill_after, **loader_mode)
     assert crashed.exit_code == -9, crashed.stderr[-1500:]
     cur = env.secret()
     assert cur is not None
@@ -408,9 +416,8 @@ def test_unexpected_error_during_the_flip_still_rolls_back(env: RotationEnv) -> 
         config_path=env.config_path,
         db_tls="disable",
     )
-    rotation, _ = build_rotation(settings)
     deployer = CrashOnce()
-    rotation.deployer = deployer
+    rotation, _ = build_rotation(settings, deployer=deployer)
     report = rotation.run()
     assert report.exit_code == ExitCode.ROLLED_BACK, report.error
     assert "RuntimeError: boom" in (report.error or "")
