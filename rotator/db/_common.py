@@ -17,7 +17,7 @@ import hashlib
 import unicodedata
 from collections.abc import Callable, Iterator
 
-from rotator.errors import AdminLoginFailed  # noqa: F401  (re-exported: its home is rotator.errors)
+from rotator.errors import AdminLoginFailed as AdminLoginFailed  # re-exported: its home is rotator.errors
 from rotator.errors import BadInput, DatabaseError
 
 REDACTED = "[REDACTED]"
