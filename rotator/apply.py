@@ -378,6 +378,5 @@ class Applier:
             ) from None
         self.report.slots_after = {"active": self.state.secret.active_slot, "config": self.state.config_slot}
         raise RolledBack(
-            f"the flip failed at {failed.kind} ({exc}); rolled back: the app is on slot {back} again "
-            "and healthy on it"
+            f"the flip failed at {failed.kind} ({exc}); rolled back: the app is on slot {back} again and healthy on it"
         ) from None

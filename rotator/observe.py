@@ -15,8 +15,7 @@ from typing import Any
 
 from rotator import health
 from rotator.db.base import AdminSession, Endpoint, Engine, LoginResult, TlsConfig
-from rotator.db._common import AdminLoginFailed
-from rotator.errors import BadInput, RotatorError, SecretFormatError
+from rotator.errors import AdminLoginFailed, BadInput, RotatorError, SecretFormatError
 from rotator.log import get_logger, register_secret
 from rotator.plan import SlotState, Source, World
 from rotator.render import ConfigFile, DeployedConfig

@@ -337,7 +337,9 @@ def _reconcile_steps(
     for slot in drifted:
         if slot not in fresh:
             steps.append(
-                SetPassword(f"slot {slot}'s password drifted from the secret: set it back", on=slot, source=Source.CURRENT)
+                SetPassword(
+                    f"slot {slot}'s password drifted from the secret: set it back", on=slot, source=Source.CURRENT
+                )
             )
             steps.append(VerifyLogin("prove the secret's password logs in", on=slot, source=Source.CURRENT))
     for slot in sorted(protected):
@@ -370,7 +372,9 @@ def _rotate_old_slot(old: Slot, new: Slot, why: str) -> list[Step]:
 
 def _publish(slot: Slot, why: str) -> list[Step]:
     return [
-        WriteSlotPending(f"{why}: publish active slot {slot} (credential-loader clients follow active_slot)", active=slot),
+        WriteSlotPending(
+            f"{why}: publish active slot {slot} (credential-loader clients follow active_slot)", active=slot
+        ),
         PromoteSlotPending(f"slot {slot} is active"),
     ]
 
@@ -439,7 +443,9 @@ def plan(w: World, opt: Options) -> Plan:
     steps = admin_steps + pending_steps + reconcile_steps
     notes += more_notes
     if opt.renders_config and w.config_slot is not None and not w.config_works:
-        notes.append(f"the deployed config names slot {w.config_slot} with a password that does not log in: re-rendered")
+        notes.append(
+            f"the deployed config names slot {w.config_slot} with a password that does not log in: re-rendered"
+        )
     if opt.sync_db_users:
         return Plan(steps=tuple(steps), notes=tuple(notes))
     if healed.flip_finished:

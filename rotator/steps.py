@@ -122,7 +122,7 @@ class CreateUser(SlotStep):
 
 @dataclass(frozen=True)
 class SetPassword(SlotStep):
-    kind = "set_password"  # noqa: S105 - a step name
+    kind = "set_password"
     source: Source = Source.PENDING
 
 

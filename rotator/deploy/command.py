@@ -100,6 +100,11 @@ class CommandDeployer:
                 f"the deploy command did not finish within {self.timeout_s:g}s and was stopped: "
                 "check it, or raise --deploy-timeout"
             ) from None
+        except BaseException:  # a stop signal (rotator.signals) or Ctrl-C: never leave the command running
+            self._stop(proc)
+            reader.join(timeout=_KILL_GRACE_S)
+            self._log.warning("deploy_stopped", deployer=self.name, detail="its process group was stopped")
+            raise
         reader.join(timeout=_KILL_GRACE_S)
         duration_ms = int((time.monotonic() - started) * 1000)
         if code != 0:

@@ -82,7 +82,9 @@ class RotationEnv:
     def rotate_subprocess(self, *args: str, kill_after: int | None = None, **extra: str) -> Result:
         """The real command in a child process; ``kill_after``: SIGKILLed right after that step (1-based)."""
         env = {**os.environ, **self.env(**extra)}
-        command = ["rotator.cli", "rotate"] if kill_after is None else ["tests.integration.crash_rotate", str(kill_after)]
+        command = (
+            ["rotator.cli", "rotate"] if kill_after is None else ["tests.integration.crash_rotate", str(kill_after)]
+        )
         proc = subprocess.run(
             [sys.executable, "-m", *command, *args],
             env=env,

@@ -520,12 +520,19 @@ def check_invariants(w: World, opt: Options, p: Plan) -> None:
             written = pending_open = False
     assert not written, "a pending slot version is left unpromoted"
     if w.pending is not None:
-        assert kinds and kinds[0] in (K.DISCARD_SLOT_PENDING, K.SET_PASSWORD, K.CREATE_USER, K.PROMOTE_SLOT_PENDING) or (
-            kinds[0] in (K.DISCARD_ADMIN_PENDING, K.PROMOTE_ADMIN_PENDING)
+        assert (
+            (kinds
+            and kinds[0] in (K.DISCARD_SLOT_PENDING, K.SET_PASSWORD, K.CREATE_USER, K.PROMOTE_SLOT_PENDING))
+            or (kinds[0] in (K.DISCARD_ADMIN_PENDING, K.PROMOTE_ADMIN_PENDING))
         ), kinds
     if p.flip_to is not None:
         assert p.rollback_to == other(p.flip_to) and not opt.sync_db_users
-        assert p.rollbacks and all(isinstance(p.steps[i], st.RenderConfig | st.WriteSlotPending | st.PromoteSlotPending | st.Deploy | st.HealthCheck) for i in p.rollbacks)
+        assert p.rollbacks and all(
+            isinstance(
+                p.steps[i], st.RenderConfig | st.WriteSlotPending | st.PromoteSlotPending | st.Deploy | st.HealthCheck
+            )
+            for i in p.rollbacks
+        )
         full = p.full_rollback
         assert isinstance(full[-1], st.HealthCheck) and full[-1].on == p.rollback_to
     else:
@@ -551,4 +558,6 @@ def test_a_consistent_world_needs_no_healing(active: Slot, config: bool) -> None
     opt = Options(renders_config=config)
     assert plan(w, Options(renders_config=config, sync_db_users=True)).steps == ()
     loader_flip = [K.WRITE_SLOT_PENDING, K.PROMOTE_SLOT_PENDING, K.DEPLOY, K.HEALTH_CHECK]
-    assert plan(w, opt).kinds == (FLIP if config else loader_flip) + ROTATE_OLD + ADMIN, "heal steps on a consistent world"
+    assert plan(w, opt).kinds == (FLIP if config else loader_flip) + ROTATE_OLD + ADMIN, (
+        "heal steps on a consistent world"
+    )
