@@ -99,7 +99,7 @@ class Rotation:
         engine = a.engine_for(engine_name)
         config = a.config_for(engine_name)
         if config is not None:
-            config.check()
+            config.check(first.current.slot("A"), first.current.slot("B"))
         sec, admin = open_admin(engine, first, self._read, s.tls)
         if admin.session is None:
             raise NeedsHuman(NO_ADMIN_LOGIN)

@@ -30,6 +30,8 @@ import psycopg
 import pymysql
 import pytest
 
+from rotator.db.mysql import marker_role
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 HBA_BEGIN = "# BEGIN rotator-test-harness: scram-sha-256 for every user but the harness superuser"
 HBA_END = "# END rotator-test-harness"
@@ -424,6 +426,8 @@ def mysql_env(server: MySqlServer) -> Iterator[DbEnv]:
         try:
             with conn.cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS `{env.dbname}`")
+                # The privilege-less role that marks this database's slot users (rotator.db.mysql).
+                cur.execute("DROP ROLE IF EXISTS %s", (marker_role(env.dbname),))
                 cur.execute(
                     "SELECT user, host FROM mysql.user WHERE user LIKE %s OR user IN %s",
                     (prefix + "%", tuple(env.users) or ("",)),
