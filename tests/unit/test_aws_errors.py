@@ -6,20 +6,21 @@ The botocore exceptions are built here as botocore builds them from an answer (n
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
-    NoRegionError,
     ParamValidationError,
     ReadTimeoutError,
     UnknownServiceError,
 )
 
 from rotator import log
-from rotator.aws import is_retryable, map_client_error
+from rotator.aws import AwsClients, is_retryable, map_client_error
 from rotator.errors import BadInput, DeployError, ExitCode, RotatorError, SecretNotFound, StoreError
 
 SECRET = "hunter2-Secret-Value-9f3a"
@@ -257,10 +258,14 @@ def test_every_failure_is_one_line_naming_the_operation_the_resource_and_the_fix
         assert word in text, text
 
 
-def test_no_region_is_bad_input() -> None:
-    error = map_client_error(NoRegionError(), "ecs")
-    assert isinstance(error, BadInput) and error.exit_code == ExitCode.BAD_INPUT
-    assert str(error) == "no AWS region: pass --region or set AWS_REGION"
+def test_no_region_is_bad_input_when_a_client_is_made(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(BadInput) as raised:
+        AwsClients().client("ecs")
+    assert raised.value.exit_code == ExitCode.BAD_INPUT
+    assert str(raised.value) == "no AWS region: pass --region or set AWS_REGION"
 
 
 def test_the_fix_survives_a_long_aws_message() -> None:
