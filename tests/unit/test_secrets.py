@@ -202,3 +202,9 @@ def test_an_engine_that_is_not_a_string_is_refused() -> None:
             SlotSecret.parse(slot_json(engine=engine))
         with pytest.raises(SecretFormatError, match="--engine"):
             normalize_engine(engine, "--engine")
+
+
+def test_an_integer_too_long_to_convert_is_a_format_error() -> None:
+    # json.loads raises a plain ValueError (not JSONDecodeError) past Python's 4300-digit conversion limit.
+    with pytest.raises(SecretFormatError, match="not valid JSON"):
+        SlotSecret.parse('{"active_slot": "A", "n": ' + "1" * 5000 + "}")
