@@ -100,6 +100,7 @@ SERVICE_TITLES = {
     "ssm": "SSM",
 }
 DEFAULT_MAX_ATTEMPTS = 5
+NO_REGION = "no AWS region: pass --region or set AWS_REGION"
 
 _ARN_ACCOUNT = re.compile(r"(arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:)(\d{8})(\d{4})(?=:)")
 _DENIED_ACTION = re.compile(r"perform:\s*([a-z0-9-]+:[A-Za-z0-9*]+)")
@@ -245,7 +246,7 @@ def map_client_error(
         hint = f": {fix}" if fix else ""
         return refused(_one_line(f"{label} on {what} refused ({code}){hint}; AWS said: {message}"))
     if isinstance(exc, NoRegionError):
-        return BadInput("no AWS region: pass --region or set AWS_REGION")
+        return BadInput(NO_REGION)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
         return refused(
             _one_line(
@@ -386,7 +387,7 @@ class AwsClients:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
     ) -> None:
-        self.session = session if session is not None else boto3.Session(region_name=region)
+        self._session = session
         self.region = region
         self.endpoint_url = endpoint_url
         self.config = Config(
@@ -403,6 +404,16 @@ class AwsClients:
         with self._lock:
             return sum(self.calls.values())
 
+    @property
+    def session(self) -> boto3.Session:
+        """Made on first use, so that a bad AWS_PROFILE is a BadInput from :meth:`client`, not a crash here."""
+        if self._session is None:
+            try:
+                self._session = boto3.Session(region_name=self.region)
+            except BotoCoreError as exc:
+                raise _setup_error(exc) from None
+        return self._session
+
     def client(self, service: str) -> Any:
         """One cached client per service, counted. No region anywhere is bad input."""
         with self._lock:
@@ -416,8 +427,8 @@ class AwsClients:
                 endpoint_url=self.endpoint_url,
                 config=self.config,
             )
-        except NoRegionError as exc:
-            raise map_client_error(exc, service) from None
+        except BotoCoreError as exc:
+            raise _setup_error(exc) from None
         created.meta.events.register("before-call", self._count)
         with self._lock:
             return self._clients.setdefault(service, created)
@@ -438,3 +449,12 @@ class AwsClients:
         name = f"{model.service_model.service_name}.{model.name}" if model is not None else "unknown"
         with self._lock:
             self.calls[name] += 1
+
+
+def _setup_error(exc: BotoCoreError) -> BadInput:
+    """A session or client that cannot be made: the AWS configuration is wrong (region, profile, config file)."""
+    if isinstance(exc, NoRegionError):
+        return BadInput(NO_REGION)
+    return BadInput(
+        _one_line(f"the AWS configuration is unusable ({type(exc).__name__}: {exc}): fix AWS_PROFILE or ~/.aws/config")
+    )

@@ -268,6 +268,13 @@ def test_no_region_is_bad_input_when_a_client_is_made(monkeypatch: pytest.Monkey
     assert str(raised.value) == "no AWS region: pass --region or set AWS_REGION"
 
 
+def test_an_unknown_profile_is_bad_input_when_a_client_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    clients = AwsClients(region="us-east-1")  # the CLI builds this outside its error handling: it must not raise
+    with pytest.raises(BadInput, match=r"^the AWS configuration is unusable \(ProfileNotFound: .*no-such-profile"):
+        clients.client("ecs")
+
+
 def test_the_fix_survives_a_long_aws_message() -> None:
     """The fix comes before AWS's own words, so that cutting a long line to length never cuts the fix."""
     exc = client_error("ClientException", "x" * 2000, "RunTask")
