@@ -199,6 +199,11 @@ def observe(
     health_check: health.HttpCheck | None,
 ) -> Observed:
     s, p = sec.current, sec.pending
+    if not same_server(s):
+        raise BadInput(
+            "slots A and B name different servers or databases: both slot users must be on one server and "
+            "database; fix host, port and dbname in the slot secret. Nothing was changed"
+        )
     deployed = config.read_deployed() if config is not None else None
     config_slot: Slot | None = None
     if deployed is not None and deployed.username:
@@ -243,7 +248,6 @@ def observe(
         config_password=deployed.password if deployed else None,
         deployment=deployment,
         admin_problems=tuple(session.admin_problems(dbname=dbname)),
-        same_server=same_server(s),
         health_precheck=_precheck(health_check),
         engine=engine.name,
     )

@@ -74,7 +74,6 @@ class World:
     config_password: str | None = field(default=None, repr=False)
     deployment: str = "unknown"
     admin_problems: tuple[str, ...] = ()  # what the admin lacks to create and alter users
-    same_server: bool = True  # both slots name one server and database
     health_precheck: str | None = None  # why the health URL fails on the live slot; None: passes or not checked
     engine: str = "postgres"
 
@@ -139,11 +138,6 @@ def _refusal(w: World, opt: Options) -> str | None:
                     f"slot {slot}'s user {admin!r} is the admin user: slot users must be two users of their own; "
                     "fix the slot secret"
                 )
-    if not w.same_server:
-        return (
-            "slots A and B name different servers or databases: both slot users must be on one server and "
-            "database; fix host, port and dbname in the slot secret"
-        )
     for slot in SLOTS:
         st, user = w.slots[slot], s.slot(slot).username
         if st.privileges:

@@ -325,6 +325,32 @@ class DbEnv:
         finally:
             conn.close()
 
+    def execute(self, statement: str, params: tuple[Any, ...] = (), *, in_db: bool = True) -> None:
+        """One statement as the server's superuser (PostgreSQL: in this test's database unless ``in_db=False``)."""
+        if isinstance(self.server, PgServer):
+            with self.server.connect(self.dbname if in_db else "postgres") as conn:
+                conn.execute(statement, params)  # type: ignore[arg-type]
+            return
+        conn = self.server.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, params)
+        finally:
+            conn.close()
+
+    def create_plain_user(self, name: str, password: str) -> None:
+        """A login user the rotator never made (not a slot user), dropped at teardown."""
+        self.track(name)
+        if isinstance(self.server, PgServer):
+            with self.server.connect() as conn:
+                conn.execute(
+                    psycopg.sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                        psycopg.sql.Identifier(name), psycopg.sql.Literal(password)
+                    )
+                )
+            return
+        self.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, password))
+
     def set_password_directly(self, user: str, password: str) -> None:
         """Simulate drift: change a password behind the rotator's back."""
         if isinstance(self.server, PgServer):

@@ -159,8 +159,14 @@ class RotationEnv:
         deployed = read_deployed(self.template, self.config_path)
         return deployed.password if deployed else None
 
-    def assert_consistent(self) -> None:
-        """Both slots' secret credentials log in, every replaced password fails, admin works, config on active."""
+    def state(self) -> tuple[object, ...]:
+        """Everything a run could change: password hashes, secret versions and labels, config bytes and mode."""
+        config = (self.config_path.read_bytes(), self.config_path.stat().st_mode) if self.config_path.exists() else None
+        return (self.db.password_hashes(), self.stages(), self.stages(self.admin_arn), config)
+
+    def assert_consistent(self, *, loader: bool = False) -> None:
+        """Both slots' secret credentials log in, every replaced password fails, admin works, config on active
+        (``loader``: no config file, the apps follow the secret)."""
         cur = self.secret()
         assert cur is not None
         assert self.secret("AWSPENDING") is None, "AWSPENDING left behind"
@@ -174,6 +180,8 @@ class RotationEnv:
         admin = self.admin()
         assert admin is not None
         assert self.db.login_works(admin["username"], admin["password"]), "admin does not log in"
+        if loader:
+            return
         assert self.config_user() == cur[cur["active_slot"]]["username"], "config is not on the active slot"
         assert self.config_password() == cur[cur["active_slot"]]["password"]
 

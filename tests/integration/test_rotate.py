@@ -32,9 +32,7 @@ def assert_no_secret_in(env: RotationEnv, *results: Result) -> None:
 
 
 def snapshot(env: RotationEnv) -> tuple[object, ...]:
-    """Everything a run could change: password hashes, secret versions, config bytes."""
-    config = env.config_path.read_bytes() if env.config_path.exists() else None
-    return (env.db.password_hashes(), env.stages(), env.stages(env.admin_arn), config)
+    return env.state()
 
 
 def test_ten_rotations_alternate(env: RotationEnv) -> None:
