@@ -13,6 +13,7 @@ returns 1 after printing why.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -169,9 +170,8 @@ def resolve_target(
 def run_task(ecs: ECSClient | AwsEdge, target: Target, *, container_name: str, command: list[str]) -> str:
     """Start one task; return its ARN. Errors name what to fix; nothing has changed when they are raised.
 
-    RunTask is not idempotent, but a call the edge retries failed without starting a task (throttled, 5xx)
-    or never reached ECS (no connection); a read timeout after a started task is the one way to start two,
-    and the rotation lock makes the second one exit 3 without a change.
+    The edge retries the call with the same ``clientToken``, so a retry after an answer that was lost (a 5xx or
+    a read timeout after the task started) starts no second task: ECS returns the first one.
     """
     network: AwsVpcConfigurationTypeDef = {
         "subnets": list(target.subnets),
@@ -190,6 +190,7 @@ def run_task(ecs: ECSClient | AwsEdge, target: Target, *, container_name: str, c
         launchType="FARGATE",
         count=1,
         startedBy=STARTED_BY,
+        clientToken=uuid.uuid4().hex,
         networkConfiguration={"awsvpcConfiguration": network},
         overrides={"containerOverrides": [{"name": container_name, "command": command}]},
     )

@@ -365,6 +365,10 @@ def test_a_fault_on_the_first_call_of_every_operation_is_survived(aws: AwsEnv, i
     for operation in ("cloudformation.DescribeStacks", "ecs.RunTask", "ecs.DescribeTasks", "logs.GetLogEvents"):
         assert proxy.faulted[operation] == 1, proxy.faulted
     assert len(ecs.run_calls) == proxy.requests["ecs.RunTask"] == 2  # refused once, then one task started
+    # The retry is the same request: with the same clientToken, ECS never starts a second task for it
+    # (moto keeps the token but does not deduplicate, so only the request is checked here).
+    first, retried = ecs.run_calls
+    assert first == retried and len(first["clientToken"]) == 32
     assert len(aws.client("ecs").list_tasks(cluster=infra.cluster)["taskArns"]) == 1
 
 
