@@ -20,6 +20,7 @@ from psycopg import sql
 
 from rotator.db import get_engine
 from rotator.db.base import Endpoint, TlsConfig
+from rotator.db.mysql import marker_role
 from rotator.passwords import PasswordPolicy
 from rotator.secrets import Slot
 
@@ -252,6 +253,7 @@ class MySqlServer:
                 cur.execute(f"DROP DATABASE IF EXISTS `{db.dbname}`")
                 for user in (*(s.username for s in db.slots.values()), db.admin.username):
                     cur.execute("DROP USER IF EXISTS %s@'%%'", (user,))
+                cur.execute("DROP ROLE IF EXISTS %s", (marker_role(db.dbname),))  # the slot-user marker
         finally:
             conn.close()
 
