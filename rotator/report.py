@@ -45,6 +45,7 @@ class Report:
     exit_code: int = 0
     error: str | None = None
     aws_api_calls: int = 0
+    store_operations: int = 0
     duration_ms: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,5 +63,6 @@ class Report:
             "blocked": self.blocked,
             "error": self.error,
             "aws_api_calls": self.aws_api_calls,
+            "store_operations": self.store_operations,
             "duration_ms": round(self.duration_ms, 1),
         }

@@ -48,7 +48,8 @@ class Adapters:
     config_for: Callable[[str], ConfigFile | None]  # engine name -> the app's config file, if any
     deployer: Deployer | None
     http_check: health.HttpCheck | None
-    api_calls: Callable[[], int]
+    api_calls: Callable[[], int]  # AWS API calls made, every service
+    store_operations: Callable[[], int]  # logical operations on the secret store (reads, writes, label moves)
     check_inputs: Callable[[], None] = lambda: None  # filesystem checks of the settings, before any change
 
 
@@ -85,6 +86,7 @@ class Rotation:
             report.error = f"{type(exc).__name__}: {scrub(str(exc))}"
         finally:
             report.aws_api_calls = self.adapters.api_calls()
+            report.store_operations = self.adapters.store_operations()
             report.duration_ms = (time.monotonic() - started) * 1000
         return report
 

@@ -65,14 +65,15 @@ def build_rotation(
             extra={"db_scheme": "mysql" if engine == "mysql" else "postgresql"},
         )
 
-    counted_by_store = not settings.store.startswith("secretsmanager")
     adapters = Adapters(
         store=store,
         engine_for=engine_for,
         config_for=config_for,
         deployer=deployer if deployer is not None else build_deployer(settings, aws),
         http_check=build_http_check(settings),
-        api_calls=lambda: aws.api_calls + (store.api_calls if counted_by_store else 0),
+        # AWS calls are counted once, by botocore's event in AwsClients (the store's own count is by operation).
+        api_calls=lambda: aws.api_calls,
+        store_operations=lambda: store.api_calls,
         check_inputs=lambda: check_paths(settings),
     )
     return Rotation(settings, adapters, after_step=after_step), aws
