@@ -26,6 +26,8 @@ import pytest
 
 from rotator.client import CredentialLoader, psycopg_kwargs, pymysql_kwargs, sqla
 from rotator.client.pgpool import pool_options
+from rotator.db import get_engine
+from rotator.db.base import Endpoint, TlsConfig
 from tests.harness import AwsEnv, DbEnv, strong_password
 
 pytestmark = pytest.mark.integration
@@ -92,26 +94,16 @@ class SlotDb:
 def create_slot_db(db: DbEnv, aws: AwsEnv) -> SlotDb:
     users = {slot: db.track(f"{db.prefix}_slot_{slot.lower()}") for slot in "AB"}
     passwords = {slot: strong_password() for slot in "AB"}
-    if db.engine == "postgres":
-        with psycopg.connect(
-            host=db.host, port=db.port, user=db.admin_user, password=db.admin_password, dbname=db.dbname
-        ) as conn:
-            conn.autocommit = True
-            for slot, user in users.items():
-                conn.execute(
-                    psycopg.sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                        psycopg.sql.Identifier(user), psycopg.sql.Literal(passwords[slot])
-                    )
-                )
-    else:
-        my = pymysql.connect(host=db.host, port=db.port, user=db.admin_user, password=db.admin_password)
-        try:
-            with my.cursor() as cur:
-                for slot, user in users.items():
-                    cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (user, passwords[slot]))
-                    cur.execute(f"GRANT ALL ON `{db.dbname}`.* TO %s@'%%'", (user,))
-        finally:
-            my.close()
+    # Slot users as the rotator makes them (marked as its own), through the engine's admin session.
+    engine = get_engine(db.engine)
+    session = engine.admin_session(
+        Endpoint(db.host, db.port, db.dbname, TlsConfig("disable")), db.admin_user, db.admin_password
+    )
+    try:
+        for slot, user in users.items():
+            session.create_user(user, passwords[slot], dbname=db.dbname, grants_from=None)
+    finally:
+        session.close()
     slots = SlotDb(db=db, aws=aws, users=users, passwords=passwords)
     slots.arn = aws.create_secret("slots", slots.secret())
     admin = {"username": db.admin_user, "password": db.admin_password, "host": db.host, "port": db.port}
@@ -170,7 +162,7 @@ def direct_service(slots: SlotDb) -> Service:
         def whoami() -> str:
             conn = loader.connect(lambda c: psycopg.connect(**psycopg_kwargs(c, connect_timeout=5, sslmode="disable")))
             with conn:
-                row = conn.execute("SELECT current_user").fetchone()
+                row = conn.execute("SELECT session_user").fetchone()  # current_user is the owner role
             assert row is not None
             return str(row[0])
     else:
@@ -193,7 +185,7 @@ def direct_service(slots: SlotDb) -> Service:
 def sqlalchemy_service(slots: SlotDb) -> Iterator[Service]:
     loader = make_loader(slots)
     url = "postgresql+psycopg://?sslmode=disable" if slots.db.engine == "postgres" else "mysql+pymysql://"
-    sql = "SELECT current_user" if slots.db.engine == "postgres" else "SELECT CURRENT_USER()"
+    sql = "SELECT session_user" if slots.db.engine == "postgres" else "SELECT CURRENT_USER()"
     # A small pool with recycling, so that new connections keep being made while the pool is in use.
     engine = sqla.create_engine(loader, url, pool_size=2, max_overflow=2, pool_recycle=1.0, pool_timeout=30)
 
@@ -222,7 +214,7 @@ def psycopg_pool_service(slots: SlotDb) -> Iterator[Service]:
 
     def whoami() -> str:
         with pool.connection() as conn:
-            row = conn.execute("SELECT current_user").fetchone()
+            row = conn.execute("SELECT session_user").fetchone()  # current_user is the owner role
         assert row is not None
         return str(row[0])
 

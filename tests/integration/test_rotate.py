@@ -71,6 +71,14 @@ def test_dry_run_changes_nothing(env: RotationEnv) -> None:
     steps = result.report["steps"]
     assert steps and all(s["outcome"] == "planned" and s["reason"] for s in steps)
     assert any(s["step"] == "set_password" and "drifted" in s["reason"] for s in steps)
+    # The steps that would undo a failed flip are part of the plan, and shown.
+    rollback = result.report["rollback"]
+    assert [(s["step"], s["slot"], s["outcome"]) for s in rollback] == [
+        ("restore_config", None, "planned"),
+        ("deploy", "B", "planned"),
+        ("health_check", "B", "planned"),
+    ]
+    assert sum('"event": "plan_rollback"' in line for line in result.stderr.splitlines()) == 3
 
 
 def test_second_run_is_locked_out(env: RotationEnv) -> None:
