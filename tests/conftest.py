@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -110,3 +111,17 @@ def aws(moto_server: str) -> Iterator[AwsEnv]:
             sm.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
         except sm.exceptions.ResourceNotFoundException:
             pass
+
+
+@pytest.fixture
+def ecs(aws: AwsEnv) -> tuple[Any, str, str]:
+    """An ECS cluster with one service on moto: (client, cluster, service)."""
+    client = aws.client("ecs")
+    cluster = new_name("cluster")
+    client.create_cluster(clusterName=cluster)
+    family = new_name("app")
+    client.register_task_definition(
+        family=family, containerDefinitions=[{"name": "app", "image": "openemr/openemr", "memory": 512}]
+    )
+    client.create_service(cluster=cluster, serviceName="openemr", taskDefinition=family, desiredCount=0)
+    return client, cluster, "openemr"

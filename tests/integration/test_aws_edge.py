@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.aws_faults import Fault, fault_proxy
-from tests.harness import AwsEnv, DbEnv, new_name
+from tests.harness import AwsEnv, DbEnv
 from tests.integration.rotation_env import make_env
 
 pytestmark = pytest.mark.integration
@@ -27,19 +27,6 @@ ROTATION_OPERATIONS = {
     "ecs.DescribeServices",
     "ecs.UpdateService",
 }
-
-
-@pytest.fixture
-def ecs(aws: AwsEnv) -> tuple[Any, str, str]:
-    client = aws.client("ecs")
-    cluster = new_name("cluster")
-    client.create_cluster(clusterName=cluster)
-    family = new_name("app")
-    client.register_task_definition(
-        family=family, containerDefinitions=[{"name": "app", "image": "openemr/openemr", "memory": 512}]
-    )
-    client.create_service(cluster=cluster, serviceName="openemr", taskDefinition=family, desiredCount=0)
-    return client, cluster, "openemr"
 
 
 @pytest.mark.parametrize("fault", ["throttle", "unavailable"])

@@ -14,24 +14,11 @@ from rotator.db.base import TlsMode
 from rotator.deploy.ecs import EcsDeployer
 from rotator.errors import ExitCode
 from rotator.wiring import build_rotation
-from tests.harness import AwsEnv, DbEnv, new_name
+from tests.harness import AwsEnv, DbEnv
 from tests.integration.rotation_env import RotationEnv, make_env
 from tests.integration.test_deploy_health import ScriptedEcs, _dep
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def ecs(aws: AwsEnv) -> tuple[Any, str, str]:
-    client = aws.client("ecs")
-    cluster = new_name("cluster")
-    client.create_cluster(clusterName=cluster)
-    family = new_name("app")
-    client.register_task_definition(
-        family=family, containerDefinitions=[{"name": "app", "image": "openemr/openemr", "memory": 512}]
-    )
-    client.create_service(cluster=cluster, serviceName="openemr", taskDefinition=family, desiredCount=0)
-    return client, cluster, "openemr"
 
 
 def settings_for(env: RotationEnv, cluster: str, service: str) -> Settings:
