@@ -355,10 +355,11 @@ class Applier:
         log.info("step", **step.describe(), outcome="ok", duration_ms=record.duration_ms)
 
     def _stopped(self, index: int) -> None:
-        """A stop signal arrived: stop here; a flip under way is rolled back first."""
+        """A stop signal arrived: stop here. A flip under way and not yet proven healthy is rolled back first; a
+        proven one is left for the next run to record (it finds the app on the new slot and finishes)."""
         exc = Interrupted(f"stopped by {self.stop.requested} before step {index + 1}")
         done = index - 1
-        if done in self.plan.rollbacks:
+        if done in self.plan.rollbacks and done != max(self.plan.rollbacks):
             self.rollback(done, self.plan.steps[done], exc)
         raise Interrupted(f"{exc}; a re-run continues from where this one stopped")
 

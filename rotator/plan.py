@@ -415,7 +415,8 @@ def _flip(opt: Options, active: Slot, live: Slot | None) -> _Flip:
     # clients move to the new slot while the old one still works; roll back by publishing the old slot again.
     undo = _back(active, config=tuple(_publish(active, "roll back")))
     steps = (*_publish(new, f"move the app to slot {new}"), deploy, health)
-    return _Flip(steps, {2: undo, 3: undo}, new, active)
+    # Once the publish is promoted (or its promotion failed half-way), the loader clients may be moving.
+    return _Flip(steps, {1: undo, 2: undo, 3: undo}, new, active)
 
 
 # ---------------------------------------------------------------- the plan

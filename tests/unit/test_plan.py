@@ -347,6 +347,7 @@ def test_rollback_in_loader_mode_publishes_the_old_slot() -> None:
         K.DEPLOY,
         K.HEALTH_CHECK,
     ]
+    assert rollback_kinds(p, K.PROMOTE_SLOT_PENDING) == rollback_kinds(p, K.HEALTH_CHECK)  # the publish's promote
     publish_back = p.full_rollback[0]
     assert isinstance(publish_back, st.WriteSlotPending) and publish_back.active == "A" and not publish_back.fresh
 
