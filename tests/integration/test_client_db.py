@@ -56,7 +56,7 @@ def test_real_login_failure_through_sqlalchemy(db: DbEnv) -> None:
 
 
 def whoami(engine: Any, db: DbEnv) -> str:
-    sql = "SELECT current_user" if db.engine == "postgres" else "SELECT CURRENT_USER()"
+    sql = "SELECT session_user" if db.engine == "postgres" else "SELECT CURRENT_USER()"  # current_user: the owner role
     with engine.connect() as conn:
         return str(conn.exec_driver_sql(sql).scalar()).split("@", 1)[0]
 
