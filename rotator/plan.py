@@ -127,17 +127,16 @@ class Plan:
 # ---------------------------------------------------------------- phase 1: refuse
 
 
-def _refusal(w: World, opt: Options) -> str | None:
+def _refusal(w: World) -> str | None:
     s = w.secret
     admin = w.admin.username
-    secrets = [s] + ([w.pending] if w.pending is not None else [])
-    for version in secrets:
-        for slot in SLOTS:
-            if version.slot(slot).username == admin:
-                return (
-                    f"slot {slot}'s user {admin!r} is the admin user: slot users must be two users of their own; "
-                    "fix the slot secret"
-                )
+    # Only AWSCURRENT's names count: a pending version that names other users is discarded, never finished.
+    for slot in SLOTS:
+        if s.slot(slot).username == admin:
+            return (
+                f"slot {slot}'s user {admin!r} is the admin user: slot users must be two users of their own; "
+                "fix the slot secret"
+            )
     for slot in SLOTS:
         st, user = w.slots[slot], s.slot(slot).username
         if st.privileges:
@@ -423,7 +422,7 @@ def _flip(opt: Options, active: Slot, live: Slot | None) -> _Flip:
 
 
 def plan(w: World, opt: Options) -> Plan:
-    refused = _refusal(w, opt)
+    refused = _refusal(w)
     if refused is not None:
         return Plan(steps=(), refused=refused)
     admin_steps, blocked = _admin_steps(w)
