@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from rotator.client.errors import CredentialFormatError
+from rotator.parsing import ascii_int
 
 _ENGINES = {
     "postgres": "postgres",
@@ -123,8 +124,8 @@ def _port(found: tuple[str, Any] | None, where: str) -> int | None:
     key, value = found
     if isinstance(value, int) and not isinstance(value, bool):
         port = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        port = int(value.strip())
+    elif isinstance(value, str) and (digits := ascii_int(value)) is not None:
+        port = digits  # ASCII digits only: str.isdigit() also takes "5432²" and other scripts' digits
     else:
         raise CredentialFormatError(f"{where}.{key} must be a port number, as an int or a string")
     if not 1 <= port <= 65535:

@@ -163,3 +163,9 @@ def test_bad_database_url(url: str) -> None:
     with pytest.raises(CredentialFormatError) as info:
         parse_database_url(url)
     assert PASSWORD not in str(info.value)
+
+
+@pytest.mark.parametrize("port", ["5432²", "٥٤٣٢", "5432 1", "+5432", ""])
+def test_a_port_in_other_digits_is_refused(port: str) -> None:
+    with pytest.raises(CredentialFormatError):
+        parse_secret(json.dumps({"username": "u", "password": "p", "host": "h", "port": port, "dbname": "d"}))
