@@ -243,9 +243,11 @@ def test_an_admin_that_cannot_manage_users_is_refused(env: RotationEnv) -> None:
     assert env.rotate().exit_code == 0
 
 
-def test_a_mysql_user_host_that_would_make_a_second_account_is_refused(env: RotationEnv) -> None:
-    if env.db.engine != "mysql":
-        pytest.skip("--mysql-user-host is MySQL's")
+def test_a_mysql_user_host_that_would_make_a_second_account_is_refused(
+    mysql: DbEnv, aws: AwsEnv, tmp_path: Path
+) -> None:
+    env = make_env(mysql, aws, tmp_path)  # --mysql-user-host is MySQL's only
+    assert env.rotate().exit_code == 0
     assert_refused(env, "--mysql-user-host", ROTATOR_MYSQL_USER_HOST="10.%")
 
 
