@@ -161,9 +161,11 @@ def _refusal(w: World) -> str | None:
 
 
 def _legacy(w: World, st: SlotState) -> bool:
-    """A slot user made by this rotator before markers existed: it logs in with the slot secret's password
-    and, on PostgreSQL, is a member of the owner role the rotator manages."""
-    return st.works(Source.CURRENT) and (st.owner_member or w.engine != "postgres")
+    """A slot user this rotator made without its marker: before markers existed, or in a crash between creating
+    a MySQL user and granting it the marker role. It logs in with the slot secret's password (AWSCURRENT, or the
+    pending version this rotator wrote ahead) and, on PostgreSQL, is a member of the owner role it manages."""
+    proven = st.works(Source.CURRENT) or st.works(Source.PENDING)
+    return proven and (st.owner_member or w.engine != "postgres")
 
 
 # ---------------------------------------------------------------- phase 2: admin

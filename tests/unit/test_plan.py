@@ -392,6 +392,15 @@ def test_a_legacy_slot_user_is_marked_not_refused() -> None:
     assert run(on_mysql).kinds[0] == K.MARK_USER
 
 
+def test_a_user_created_but_not_yet_marked_by_a_crashed_run_is_marked() -> None:
+    """MySQL: a crash between CREATE USER (with the pending password) and granting the marker role."""
+    w = world(b="missing", pending={"changed": ["B"]}, engine="mysql")
+    half_made = SlotState(True, {Source.CURRENT: False, Source.PENDING: True}, marked=False)
+    p = run(World(**{**w.__dict__, "slots": {"A": w.slots["A"], "B": half_made}}))
+    assert p.refused is None, p.refused
+    assert p.kinds[:2] == [K.PROMOTE_SLOT_PENDING, K.MARK_USER]
+
+
 def test_other_refusals() -> None:
     assert run(world(admin_problems=("the admin lacks CREATEROLE: grant it",))).refused is not None
     refused = run(world(health_precheck="status 500 is not accepted")).refused
