@@ -19,6 +19,8 @@ COPY requirements.lock ./
 RUN /opt/venv/bin/pip install --require-hashes --only-binary=:all: --no-deps -r requirements.lock
 COPY pyproject.toml README.md* ./
 COPY rotator/ rotator/
+# templates/ goes into the wheel as the package data rotator/templates (pyproject.toml's package-dir).
+COPY templates/ templates/
 # The project itself, without dependencies (all of them come from requirements.lock above); then drop the
 # installers, which the runtime never needs.
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/dist . \
@@ -37,7 +39,12 @@ RUN groupadd --system --gid 10001 rotator \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin rotator
 COPY --from=build /opt/venv /opt/venv
-COPY templates/ /app/templates/
+# The templates are in the package (--template sqlconf.php); /app/templates/<name>.j2 stays a valid path, as a
+# link to them. The build fails if the installed package has none.
+RUN builtin="$(python -c 'from rotator import templates_builtin as t; print(t.directory() or "")')" \
+    && test -n "$builtin" \
+    && mkdir -p /app \
+    && ln -s "$builtin" /app/templates
 WORKDIR /app
 # Non-root by default. --fix-permissions (chown) needs root or the app's uid: run the task with user "0" or
 # that uid (ContainerUser in deploy/cloudformation/rotation.yaml), see docs/running.md.

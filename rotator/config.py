@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rotator import health, parsing
+from rotator import health, parsing, templates_builtin
 from rotator.db.base import TLS_MODES, TlsConfig, TlsMode
 from rotator.errors import BadInput
 from rotator.passwords import PasswordPolicy
@@ -92,6 +92,11 @@ def _password_policy(value: Any, label: str) -> PasswordPolicy:
 _SECONDS = parsing.seconds(positive=False, example=2)
 
 
+def _template(value: Any, label: str) -> Path | None:
+    path = parsing.optional_path(value, label)
+    return None if path is None else templates_builtin.resolve(path)
+
+
 @dataclass(frozen=True)
 class Settings:
     slot_secret: str = field(
@@ -119,7 +124,11 @@ class Settings:
     template: Path | None = field(
         default=None,
         metadata=_spec(
-            parse=parsing.optional_path, metavar="PATH", help="jinja2 template of the app's config.", readme=True
+            parse=_template,
+            metavar="PATH|NAME",
+            help="jinja2 template of the app's config: a path, or a built-in name (sqlconf.php, app.env, ...; "
+            "with or without .j2). An existing path wins over a built-in of the same name.",
+            readme=True,
         ),
     )
     config_path: Path | None = field(
@@ -342,7 +351,10 @@ def check_paths(settings: Settings) -> None:
     """The filesystem checks of the settings: the template exists, the config's directory exists, the CA
     bundle exists. Call before the first change."""
     if settings.template is not None and not settings.template.is_file():
-        raise BadInput(f"template {settings.template} does not exist: check --template (ROTATOR_TEMPLATE)")
+        raise BadInput(
+            f"template {settings.template} does not exist: check --template (ROTATOR_TEMPLATE), "
+            f"{templates_builtin.described()}"
+        )
     if settings.config_path is not None and not settings.config_path.parent.is_dir():
         raise BadInput(
             f"directory of --config-path {settings.config_path} does not exist: create it or fix ROTATOR_CONFIG_PATH"

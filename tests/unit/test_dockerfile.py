@@ -183,3 +183,17 @@ def test_entrypoint_command_exists() -> None:
     assert result.returncode == 0, result.stderr
     assert "--log-json" in result.stdout
     assert metadata.version("rotator")
+
+
+def test_templates_come_from_the_package_not_a_hand_copy() -> None:
+    """The wheel carries templates/ (pyproject.toml's package-dir), so the build stage copies it in before the
+    wheel is built and the runtime stage has no copy of its own: /app/templates is a link to the package's."""
+    build, runtime = stages()[1][0], stages()[1][-1]
+    wheel_at = next(i for i, (kw, args) in enumerate(build.instructions) if kw == "RUN" and "pip wheel" in args)
+    templates_at = next(
+        i for i, (kw, args) in enumerate(build.instructions) if kw == "COPY" and args.split()[0] == "templates/"
+    )
+    assert templates_at < wheel_at and build.instructions[templates_at] == ("COPY", "templates/ templates/")
+    assert not any("templates" in c for c in runtime.all("COPY")), runtime.all("COPY")
+    link = " ".join(runtime.all("RUN"))
+    assert "templates_builtin" in link and 'ln -s "$builtin" /app/templates' in link
