@@ -29,6 +29,8 @@ from rotator.client.loader import CredentialLoader
 from rotator.client.seed002 import get_database_credentials
 from rotator.client.sources import DatabaseUrlSource, SecretsManagerSource, SsmParameterSource, source_for
 from rotator.client.urls import (
+    aiomysql_kwargs,
+    asyncpg_kwargs,
     postgres_uri,
     psycopg_conninfo,
     psycopg_kwargs,
@@ -48,6 +50,8 @@ __all__ = [
     "KeyNames",
     "SecretsManagerSource",
     "SsmParameterSource",
+    "aiomysql_kwargs",
+    "asyncpg_kwargs",
     "from_environment",
     "get_database_credentials",
     "is_auth_failure",

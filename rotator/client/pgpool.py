@@ -5,6 +5,7 @@
 - ``kwargs``: a callable (psycopg_pool >= 3.3) returning the current credentials as connection arguments;
 - ``connection_class``: a ``psycopg.Connection`` subclass whose ``connect`` retries once with refreshed
   credentials when the login fails on them (the pool would otherwise retry with the same stale ones);
+  the caller's host/port/sslmode (the options, or the pool's ``conninfo``) win over the secret's;
 - ``reset``: a connection made with another user/host/port/database than the loader's current credentials
   (after a blue/green flip) is closed when it comes back to the pool, and the pool opens a replacement. Its
   session was still valid (a password change does not end sessions), so no caller waits or fails for it;
@@ -22,17 +23,22 @@ from rotator.client.credentials import DbCredentials
 from rotator.client.loader import CredentialLoader
 from rotator.client.urls import psycopg_kwargs
 
+_LOGIN_KEYS = frozenset({"user", "password"})
+_UNSET = object()
+
 
 def pool_kwargs(loader: CredentialLoader, **options: Any) -> Callable[[], dict[str, Any]]:
     """For ``ConnectionPool(kwargs=...)``: connection arguments with the current credentials, plus ``options``."""
     return lambda: psycopg_kwargs(loader.get(), **options)
 
 
-def connection_class(loader: CredentialLoader, base: type[Any] | None = None) -> type[Any]:
-    """A subclass of ``base`` (``psycopg.Connection``) that logs in through ``loader.connect``."""
-    if base is None:
-        import psycopg
+def connection_class(loader: CredentialLoader, base: type[Any] | None = None, **options: Any) -> type[Any]:
+    """A subclass of ``base`` (``psycopg.Connection``) that logs in through ``loader.connect``. User and password
+    come from the loader; ``options``, the pool's ``conninfo`` and its ``kwargs`` (host, port, sslmode...) win
+    over the secret's."""
+    import psycopg.conninfo
 
+    if base is None:
         base = psycopg.Connection
 
     class RotatingConnection(base):  # type: ignore[misc,valid-type]
@@ -40,8 +46,17 @@ def connection_class(loader: CredentialLoader, base: type[Any] | None = None) ->
 
         @classmethod
         def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            # The caller's choices: the conninfo, the options, and pool kwargs that are not the secret's own.
+            current = psycopg_kwargs(loader.get())
+            given = {k: v for k, v in kwargs.items() if current.get(k, _UNSET) != v}
+            chosen = {
+                k: v
+                for k, v in {**psycopg.conninfo.conninfo_to_dict(conninfo), **given, **options}.items()
+                if k not in _LOGIN_KEYS
+            }
+
             def factory(creds: DbCredentials) -> Any:
-                return super(RotatingConnection, cls).connect(conninfo, **{**kwargs, **psycopg_kwargs(creds)})
+                return super(RotatingConnection, cls).connect(conninfo, **{**kwargs, **psycopg_kwargs(creds, **chosen)})
 
             conn, creds = loader.connect_with_credentials(factory)
             conn.rotator_identity = creds.identity
@@ -70,6 +85,6 @@ def pool_options(loader: CredentialLoader, **options: Any) -> dict[str, Any]:
     connection arguments (``sslmode``, ``connect_timeout``...)."""
     return {
         "kwargs": pool_kwargs(loader, **options),
-        "connection_class": connection_class(loader),
+        "connection_class": connection_class(loader, **options),
         "reset": reset(loader),
     }

@@ -1,11 +1,15 @@
 """Drop-in for seed 002's ``get_database_credentials(environment, secret_name, region) -> str``.
 
-Same behaviour, minus the staleness: in local/development/test it returns ``DATABASE_URL`` as it is; elsewhere it
-builds the URL from the Secrets Manager secret (``{username, password, host, port, database}``, or a slot or
-RDS secret), percent-escaped. Instead of ``@lru_cache`` forever, the value is cached with a TTL and refreshed
-(see :mod:`rotator.client.cache`), so a rotated secret is picked up without a restart; ``cache_clear()`` is
-kept for callers of the lru_cache API. To also survive a login failure between two refreshes, give the engine
-the loader: ``rotator.client.sqla.install(engine, get_database_credentials.loader(...))``.
+In local/development/test it returns ``DATABASE_URL`` as it is; elsewhere it builds the URL from the Secrets
+Manager secret (``{username, password, host, port, database}``, or a slot or RDS secret), percent-escaped, with a
+TTL cache instead of ``@lru_cache`` forever (``cache_clear()`` is kept).
+
+Seed 002's own usage, ``create_async_engine(get_database_credentials(...))``, survives rotations unchanged: the
+URL names a SQLAlchemy plugin (``?plugin=rotator_client&rotator_secret=...``, see
+:mod:`rotator.client.sqla_plugin`) that hooks the engine to this loader, so each new connection logs in with the
+current credentials and retries once with refreshed ones when its login fails. The engine keeps none of the
+string's login. Anything else that reads the string (a driver, another process) gets a login that is right
+until the next rotation, and must not pass the ``rotator_*`` parameters on: use ``plain=True`` for it.
 
 Unlike seed 002, staging and production fall back to ``DATABASE_URL`` only when that is enabled explicitly
 (``ROTATOR_CLIENT_ALLOW_ENV_FALLBACK=1``), with a warning.
@@ -21,6 +25,21 @@ from rotator.client.environment import environment_name, from_environment, is_lo
 from rotator.client.errors import ConfigurationError
 from rotator.client.loader import CredentialLoader
 from rotator.client.urls import sqlalchemy_url
+
+PLUGIN_NAME = "rotator_client"
+# The loader's arguments as the URL's query parameters (names only: the secret's name, never a value).
+LOADER_PARAMS = {"environment": "rotator_environment", "secret_name": "rotator_secret", "region": "rotator_region"}
+
+
+def _register_plugin() -> bool:
+    """Make ``?plugin=rotator_client`` known to SQLAlchemy in this process; False without SQLAlchemy."""
+    try:
+        from sqlalchemy.dialects import plugins
+    except ImportError:
+        return False
+    if PLUGIN_NAME not in plugins.impls:
+        plugins.register(PLUGIN_NAME, "rotator.client.sqla_plugin", "RotatingUrlPlugin")
+    return True
 
 
 class _GetDatabaseCredentials:
@@ -54,9 +73,11 @@ class _GetDatabaseCredentials:
         region: str | None = None,
         *,
         driver: str = "postgresql+asyncpg",
+        plain: bool = False,
         **options: Any,
     ) -> str:
-        """The database URL for ``environment`` (default ``$ENVIRONMENT``, else production)."""
+        """The database URL for ``environment`` (default ``$ENVIRONMENT``, else production). Unless ``plain``, it
+        names the plugin that keeps a SQLAlchemy engine made from it on the loader's current credentials."""
         if is_local(environment_name(environment)):
             url = os.environ.get("DATABASE_URL")
             if not url:
@@ -68,7 +89,11 @@ class _GetDatabaseCredentials:
         creds = self.loader(environment, secret_name, region, **options).get()
         if creds.url is not None:  # the explicit DATABASE_URL fallback: as it is, like seed 002
             return creds.url
-        return sqlalchemy_url(creds, driver)
+        if plain or not _register_plugin():
+            return sqlalchemy_url(creds, driver)
+        args = {"environment": environment, "secret_name": secret_name, "region": region}
+        query = {"plugin": PLUGIN_NAME, **{LOADER_PARAMS[k]: v for k, v in args.items() if v is not None}}
+        return sqlalchemy_url(creds, driver, **query)
 
     def cache_clear(self) -> None:
         """Forget every cached value (``functools.lru_cache`` API); the next call fetches again."""

@@ -2,10 +2,12 @@
 
 :func:`install` adds two event hooks to an engine:
 
-- ``do_connect``: the credentials (user, password, and host/port/database when the secret has them) come from
-  the loader at each new DB-API connection, through the dialect's own ``create_connect_args``, so each driver
-  gets its own argument names and the engine URL never holds a password. A login that fails on its credentials
-  is retried once with refreshed ones (:meth:`CredentialLoader.connect`).
+- ``do_connect``: the credentials come from the loader at each new DB-API connection, through the dialect's
+  own ``create_connect_args``, so each driver gets its own argument names and the engine URL never holds a
+  password. User and password always come from the loader; host, port and database only where the engine URL
+  and ``connect_args`` name none, so an engine pointed at a PgBouncer sidecar stays on it. PyMySQL and aiomysql
+  get the password's UTF-8 bytes. A login that fails on its credentials is retried once with refreshed ones
+  (:meth:`CredentialLoader.connect`).
 - ``checkout`` (``recycle_on_rotation``): a pooled session made with another user/host/port/database than the
   loader's current credentials is replaced at checkout. After a blue/green flip this moves the pool off the old
   slot as soon as the loader knows of the flip. A password change of the same user leaves sessions alone.
@@ -19,12 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from rotator.client.credentials import DbCredentials
 from rotator.client.loader import CredentialLoader
-from rotator.client.urls import default_drivername
+from rotator.client.urls import default_drivername, mysql_password
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
 
 IDENTITY_KEY = "rotator.client.identity"
+_PASSWORD_KEYS = frozenset({"password", "passwd"})
+_LOGIN_KEYS = _PASSWORD_KEYS | {"user", "username"}
+_UNSET = object()
+_LATIN1_DRIVERS = frozenset({"pymysql", "aiomysql"})  # they encode a str password as latin-1
 
 
 def install(engine: Any, loader: CredentialLoader, *, recycle_on_rotation: bool = True) -> None:
@@ -38,20 +44,28 @@ def install(engine: Any, loader: CredentialLoader, *, recycle_on_rotation: bool 
 
     def credential_params(creds: DbCredentials) -> dict[str, Any]:
         url = base_url.set(username=creds.username, password=creds.password)
-        if creds.host:
+        # The caller's host/port/database win over the secret's (a sidecar, a proxy, a tunnel).
+        if creds.host and not base_url.host:
             url = url.set(host=creds.host)
-        if creds.port:
+        if creds.port and not base_url.port:
             url = url.set(port=creds.port)
-        if creds.dbname:
+        if creds.dbname and not base_url.database:
             url = url.set(database=creds.dbname)
         _, params = dialect.create_connect_args(url)
         # Only what the credentials changed: connect_args and URL options of the engine stay as they are.
-        return {k: v for k, v in params.items() if k not in base_params or base_params[k] != v}
+        changed = {k: v for k, v in params.items() if k not in base_params or base_params[k] != v}
+        if dialect.name in ("mysql", "mariadb") and dialect.driver in _LATIN1_DRIVERS:
+            for key in _PASSWORD_KEYS & changed.keys():
+                changed[key] = mysql_password(creds.password, dialect.driver)
+        return changed
 
     @event.listens_for(sync_engine, "do_connect")
     def _do_connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> Any:
+        # What connect_args set (not the URL): the caller's choice, kept over the secret's except the login.
+        chosen = {k: v for k, v in cparams.items() if k not in _LOGIN_KEYS and base_params.get(k, _UNSET) != v}
+
         def factory(creds: DbCredentials) -> Any:
-            return dialect.connect(*cargs, **{**cparams, **credential_params(creds)})
+            return dialect.connect(*cargs, **{**cparams, **credential_params(creds), **chosen})
 
         conn, creds = loader.connect_with_credentials(factory)
         conn_rec.info[IDENTITY_KEY] = creds.identity

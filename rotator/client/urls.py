@@ -1,6 +1,7 @@
 """Connection arguments, DSNs and URLs from :class:`DbCredentials`, escaped for each consumer.
 
-- driver keyword arguments (no escaping needed): :func:`psycopg_kwargs`, :func:`pymysql_kwargs`;
+- driver keyword arguments (no escaping needed): :func:`psycopg_kwargs`, :func:`pymysql_kwargs`,
+  :func:`asyncpg_kwargs`, :func:`aiomysql_kwargs`;
 - libpq keyword/value DSN (``host='h' password='it''s'``): :func:`psycopg_conninfo`;
 - libpq URI and SQLAlchemy URL (percent-encoded user, password and database): :func:`postgres_uri`,
   :func:`sqlalchemy_url`.
@@ -33,15 +34,46 @@ def psycopg_kwargs(creds: DbCredentials, **options: Any) -> dict[str, Any]:
     return out
 
 
+def asyncpg_kwargs(creds: DbCredentials, **options: Any) -> dict[str, Any]:
+    """Keyword arguments for ``asyncpg.connect`` / ``asyncpg.create_pool`` (``database=``)."""
+    out = psycopg_kwargs(creds)
+    if "dbname" in out:
+        out["database"] = out.pop("dbname")
+    out.update(options)
+    return out
+
+
+def mysql_password(password: str, driver: str = "pymysql") -> str | bytes:
+    """The password as the MySQL driver must be given it so that the server gets its UTF-8 bytes.
+
+    PyMySQL and aiomysql encode a ``str`` password as latin-1 (so ``é`` would be sent as one byte, and a
+    character outside latin-1 would fail). PyMySQL takes ``bytes`` as they are; aiomysql calls
+    ``.encode("latin1")`` on whatever it is given, so it gets the str whose latin-1 encoding is the UTF-8 bytes.
+    """
+    raw = password.encode("utf-8")
+    if driver == "aiomysql":
+        return raw.decode("latin-1")
+    return raw
+
+
 def pymysql_kwargs(creds: DbCredentials, **options: Any) -> dict[str, Any]:
-    """Keyword arguments for ``pymysql.connect`` (and mysqlclient's ``MySQLdb.connect``)."""
-    out: dict[str, Any] = {"user": creds.username, "password": creds.password}
+    """Keyword arguments for ``pymysql.connect``; the password as UTF-8 bytes (see :func:`mysql_password`)."""
+    return _mysql_kwargs(creds, "pymysql", "database", options)
+
+
+def aiomysql_kwargs(creds: DbCredentials, **options: Any) -> dict[str, Any]:
+    """Keyword arguments for ``aiomysql.connect`` / ``aiomysql.create_pool`` (``db=``; UTF-8 password)."""
+    return _mysql_kwargs(creds, "aiomysql", "db", options)
+
+
+def _mysql_kwargs(creds: DbCredentials, driver: str, db_key: str, options: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"user": creds.username, "password": mysql_password(creds.password, driver)}
     if creds.host:
         out["host"] = creds.host
     if creds.port:
         out["port"] = creds.port
     if creds.dbname:
-        out["database"] = creds.dbname
+        out[db_key] = creds.dbname
     out.update(options)
     return out
 

@@ -8,6 +8,7 @@ from sqlalchemy.engine import make_url
 
 from rotator.client import DbCredentials, postgres_uri, psycopg_conninfo, psycopg_kwargs, pymysql_kwargs, sqlalchemy_url
 from rotator.client.errors import ConfigurationError
+from rotator.client.urls import aiomysql_kwargs, asyncpg_kwargs, mysql_password
 
 NASTY = "p@ss:w/o?r#d%20 'q\" \\b\\' é&x=y"
 CREDS = DbCredentials("us@er:x", NASTY, "db.example.com", 6432, "d/b?x#y", engine="postgres")
@@ -79,8 +80,30 @@ def test_driver_kwargs() -> None:
     }
     assert pymysql_kwargs(DbCredentials("u", "p", "h", 3306, None)) == {
         "user": "u",
-        "password": "p",
+        "password": b"p",
         "host": "h",
         "port": 3306,
     }
     assert pymysql_kwargs(DbCredentials("u", "p", "h", 3306, "d"))["database"] == "d"
+
+
+def test_async_driver_kwargs() -> None:
+    creds = DbCredentials("u", "pässwörd", "h", 5432, "d")
+    assert asyncpg_kwargs(creds, ssl=False) == {
+        "user": "u",
+        "password": "pässwörd",
+        "host": "h",
+        "port": 5432,
+        "database": "d",
+        "ssl": False,
+    }
+    assert aiomysql_kwargs(creds)["db"] == "d"
+
+
+@pytest.mark.parametrize("password", ["pässwörd", "é", "p\U0001f511w"])
+def test_mysql_passwords_are_sent_as_utf8(password: str) -> None:
+    # PyMySQL sends bytes as they are; aiomysql latin-1-encodes what it is given (so: a str of the UTF-8 bytes).
+    creds = DbCredentials("u", password, "h", 3306, None)
+    assert pymysql_kwargs(creds)["password"] == password.encode("utf-8")
+    assert aiomysql_kwargs(creds)["password"].encode("latin-1") == password.encode("utf-8")
+    assert mysql_password(password, "pymysql") == password.encode("utf-8")
