@@ -19,8 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-import rotator
-from rotator import render
+from rotator import render, templates_builtin
 from rotator.db import get_engine
 from rotator.demo.aws import DemoSecrets, MotoSide, demo_secrets, moto_server, read_secret, slot_secret_value
 from rotator.demo.database import (
@@ -69,10 +68,10 @@ class DemoConfig:
 
 
 def find_template() -> Path:
-    """The project's own dotenv template (templates/ beside the package in a clone or editable install)."""
-    path = Path(rotator.__file__).resolve().parent.parent / "templates" / TEMPLATE_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the demo from a clone of the repository (pip install -e .)")
+    """The dotenv template the package ships (rotator.templates_builtin)."""
+    path = templates_builtin.find(TEMPLATE_NAME)
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"the built-in template {TEMPLATE_NAME} is missing: reinstall rotator")
     return path
 
 
