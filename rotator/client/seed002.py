@@ -31,8 +31,10 @@ PLUGIN_NAME = "rotator_client"
 LOADER_PARAMS = {"environment": "rotator_environment", "secret_name": "rotator_secret", "region": "rotator_region"}
 
 
-def _register_plugin() -> bool:
-    """Make ``?plugin=rotator_client`` known to SQLAlchemy in this process; False without SQLAlchemy."""
+def register_sqlalchemy_plugin() -> bool:
+    """Make ``?plugin=rotator_client`` known to SQLAlchemy in this process (done by every call of
+    :data:`get_database_credentials`); for a process that gets such a URL from elsewhere. False without
+    SQLAlchemy."""
     try:
         from sqlalchemy.dialects import plugins
     except ImportError:
@@ -89,7 +91,7 @@ class _GetDatabaseCredentials:
         creds = self.loader(environment, secret_name, region, **options).get()
         if creds.url is not None:  # the explicit DATABASE_URL fallback: as it is, like seed 002
             return creds.url
-        if plain or not _register_plugin():
+        if plain or not register_sqlalchemy_plugin():
             return sqlalchemy_url(creds, driver)
         args = {"environment": environment, "secret_name": secret_name, "region": region}
         query = {"plugin": PLUGIN_NAME, **{LOADER_PARAMS[k]: v for k, v in args.items() if v is not None}}
