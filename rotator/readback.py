@@ -4,12 +4,15 @@
 with a marker in place of every variable, marking also which filters were applied to it; the text
 between the markers becomes the literal part of a regular expression, each marker a capture group
 that matches only what its outermost filter can produce, and each captured value is decoded with the
-inverse filters. See :class:`_Probe`.
+inverse filters, each by its reader's own parser where one exists in Python (python-dotenv for ``dotenv``,
+:mod:`json`, :mod:`shlex` for ``shell``, :mod:`urllib.parse` for ``url``; ``docker_env`` is literal). See
+:class:`_Probe`. :func:`reads_back` is the same check on a rendered text, before it is written.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import re
@@ -25,7 +28,7 @@ import jinja2.meta
 
 from rotator.atomic import read_regular
 from rotator.errors import BadInput
-from rotator.template import ENV_ESCAPES, FILTERS, FIX_TEMPLATE, Filter, env_inner, load, php_sq, url
+from rotator.template import FILTERS, FIX_TEMPLATE, Filter, docker_env, dotenv_inner, load, php_sq, shell_inner, url
 
 
 @dataclass(frozen=True)
@@ -68,26 +71,34 @@ class _MarkerUndefined(jinja2.Undefined):
 
 
 # Regex of what each filter can produce (the outermost filter decides what a capture group may match).
-# "envi"/"jsoni": the inside of a quoted value, for a filter applied to a longer string holding the variable.
-_ENV_INNER = r'(?:[^"\\$`\n\r]|\\[\\"$`nr])*'
+# "dotenvi"/"jsoni": the inside of a quoted value, for a filter applied to a longer string holding the variable.
+_DOTENV_INNER = r'(?:[^"\\\n\r]|\\[\\"nr])*'
 _JSON_INNER = r'(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*'
 _PATTERNS = {
     "": r"(?:.*?)",
     "php_sq": r"(?:[^'\\]|\\[\\'])*?",
-    "env": '"' + _ENV_INNER + '"',
-    "envi": _ENV_INNER + "?",
+    "dotenv": '"' + _DOTENV_INNER + '"',
+    "dotenvi": _DOTENV_INNER + "?",
+    "docker_env": r"[^\n\r]*",
     "json": '(?:"' + _JSON_INNER + r'"|-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)',
     "jsoni": _JSON_INNER + "?",
-    "shell": r"""(?:'[^']*(?:'"'"'[^']*)*'|[A-Za-z0-9_@%+=:,./-]+)""",
+    "shell": r"""(?:'[^']*(?:'"'"'[^']*)*'|[A-Za-z0-9_@%+=:,./-]+)""",  # the bare word: shlex.quote, before
+    "shelli": r"""(?:[^']|'"'"')*?""",
     "url": r"(?:[A-Za-z0-9_.~-]|%[0-9A-Fa-f]{2})*?",
 }
 
 
-_ENV_UNESCAPES = {escaped[1]: raw for raw, escaped in ENV_ESCAPES.items()}
-
-
-def _decode_env_inner(text: str) -> str:
-    return re.sub(r"\\(.)", lambda m: _ENV_UNESCAPES[m.group(1)], text, flags=re.DOTALL)
+def _decode_dotenv(text: str) -> str:
+    """The value python-dotenv reads for ``NAME=<text>``, as an app's ``dotenv_values``/``load_dotenv`` does."""
+    try:
+        from dotenv import dotenv_values  # only templates using the dotenv filter need python-dotenv
+    except ImportError:
+        raise BadInput("reading a dotenv file back needs python-dotenv: pip install python-dotenv") from None
+    values = dotenv_values(stream=io.StringIO(f"ROTATOR_VALUE={text}\n"))
+    value = values.get("ROTATOR_VALUE")
+    if list(values) != ["ROTATOR_VALUE"] or value is None:
+        raise ValueError("not one dotenv value")
+    return value
 
 
 def _decode_shell(text: str) -> str:
@@ -99,11 +110,13 @@ def _decode_shell(text: str) -> str:
 
 _DECODERS: dict[str, Callable[[str], Any]] = {
     "php_sq": lambda t: re.sub(r"\\([\\'])", r"\1", t),
-    "env": lambda t: _decode_env_inner(t[1:-1]),
-    "envi": _decode_env_inner,
+    "dotenv": _decode_dotenv,
+    "dotenvi": lambda t: _decode_dotenv('"' + t + '"'),
+    "docker_env": lambda t: t,  # Docker and ECS take the rest of the line literally
     "json": json.loads,
     "jsoni": lambda t: json.loads('"' + t + '"'),
     "shell": _decode_shell,
+    "shelli": lambda t: _decode_shell("'" + t + "'"),
     "url": lambda t: unquote(t, errors="strict"),
 }
 
@@ -111,7 +124,9 @@ _DECODERS: dict[str, Callable[[str], Any]] = {
 _COMPOSABLE: dict[str, tuple[str, Callable[[str], str], str]] = {
     "php_sq": ("", php_sq, ""),
     "url": ("", url, ""),
-    "env": ('"', env_inner, '"'),
+    "dotenv": ('"', dotenv_inner, '"'),
+    "docker_env": ("", docker_env, ""),
+    "shell": ("'", shell_inner, "'"),
     "json": ('"', lambda s: json.dumps(s)[1:-1], '"'),
 }
 
@@ -126,7 +141,7 @@ def _probe_filter(name: str) -> Filter:
         if name not in _COMPOSABLE:
             raise _Unreadable(f"the {name!r} filter is applied to a string mixing a variable with other text")
         before, inner, after = _COMPOSABLE[name]
-        tag = name if name in ("php_sq", "url") else name + "i"
+        tag = name if name in ("php_sq", "url", "docker_env") else name + "i"
         out, pos = [before], 0
         for m in _MARK.finditer(text):
             out.append(inner(text[pos : m.start()]))
@@ -177,7 +192,7 @@ class _Probe:
             parts.append(_literal(rendered[pos : m.start()]))
             filters = tuple(f for f in m.group(2).split(".") if f)
             group = f"g{len(self.groups)}"
-            parts.append(f"(?P<{group}>{_PATTERNS[filters[-1] if filters else '']})")
+            parts.append(f"(?P<{group}>{_PATTERNS[_outer(filters)]})")
             self.groups.append(_Group(group, m.group(1), filters))
             pos = m.end()
         parts.append(_literal(rendered[pos:], final=True))
@@ -207,6 +222,12 @@ class _Probe:
         return DeployedConfig(
             username=values.get("username"), password=values.get("password"), raw_ok=True, reason="ok", values=values
         )
+
+
+def _outer(filters: tuple[str, ...]) -> str:
+    """The filter whose output the capture group matches: the outermost one that changes its input."""
+    changing = [f for f in filters if f != "docker_env"]
+    return changing[-1] if changing else "docker_env" if filters else ""
 
 
 def _literal(text: str, *, final: bool = False) -> str:
@@ -259,3 +280,8 @@ def read_deployed(template_path: str | os.PathLike[str], config_path: str | os.P
     except UnicodeDecodeError:
         return _unreadable("the file is not UTF-8 text")
     return shape.read(text)
+
+
+def reads_back(template_path: str | os.PathLike[str], text: str) -> DeployedConfig:
+    """What the readers of the template's format get from ``text`` (a rendering of it, not yet written)."""
+    return probe(template_path).read(text)

@@ -12,6 +12,7 @@ Point ``--config-path`` at the real file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from collections.abc import Mapping
@@ -34,7 +35,20 @@ from rotator.errors import BadInput, RotatorError
 from rotator.log import get_logger
 from rotator.readback import DeployedConfig, read_deployed
 from rotator.secrets import Credentials
-from rotator.template import CREDENTIAL_VARIABLES, FILTERS, context_for, env, json_filter, php_sq, render, shell, url
+from rotator.template import (
+    CHANGE_VALUE,
+    CREDENTIAL_VARIABLES,
+    FILTERS,
+    FIX_TEMPLATE,
+    context_for,
+    docker_env,
+    dotenv,
+    json_filter,
+    php_sq,
+    render,
+    shell,
+    url,
+)
 
 __all__ = [
     "CREDENTIAL_VARIABLES",
@@ -43,7 +57,8 @@ __all__ = [
     "ConfigFile",
     "DeployedConfig",
     "context_for",
-    "env",
+    "docker_env",
+    "dotenv",
     "fix_permissions",
     "json_filter",
     "php_sq",
@@ -58,8 +73,11 @@ __all__ = [
 
 log = get_logger(__name__)
 
-# The trial render's password: every character some format escapes, so each filter runs on hostile text.
-_TRIAL_PASSWORD = "p'\"\\$`{{ x }}%41 ;\n\t\r#é"  # noqa: S105
+# The trial render's password: every character some format escapes and every shipped format can carry (no
+# newline: a Docker env-file cannot), so each filter runs on hostile text; a trailing backslash last.
+_TRIAL_PASSWORD = "p'\"\\$`{{ x }}%41 ;\t#é😀?><?php $HOME\\"  # noqa: S105
+_SAFE_USERNAME = "check_user"
+_SAFE_PASSWORD = "check-password"  # noqa: S105
 
 
 def fix_permissions(path: str | os.PathLike[str], mode: int, owner: tuple[int, int] | None) -> bool:
@@ -144,16 +162,50 @@ class ConfigFile:
     def check(self, *slots: Credentials) -> None:
         """Raise BadInput when a rotation could not render, read back or replace this file. Changes nothing.
 
-        Call it before the first change. ``slots``: the slots' credentials when known, so that the template may
-        use their extra keys (e.g. ``ssl``); the trial render puts placeholder values in place of the
-        username and password whatever is given.
+        Call it before the first change, with the slots' credentials (A, B) when known. Each slot's username and
+        password, and a hostile placeholder in their place, are rendered and read back by the format's own
+        reader (:func:`rotator.readback.reads_back`): a value that does not come back exactly is refused.
         """
-        for creds in slots or (None,):
-            self.render(_trial_credentials(creds), "A")
+        trials = [_trial_credentials(creds) for creds in slots or (None,)]
+        for trial in trials:
+            self.render(trial, "A")  # a template that breaks on hostile text: its own message
         readback.probe(self.template)
+        for trial in trials:
+            if self._not_carried(trial) is not None:
+                raise BadInput(
+                    f"template {self.template} cannot carry a hostile password (quotes, backslash, $, #, non-ASCII):"
+                    f" escape every value with the filter of its format: {FIX_TEMPLATE}"
+                )
+        for index, creds in enumerate(slots):
+            self._check_carried(creds, chr(ord("A") + index))
         self._check_not_the_template()
         read_regular(self.path)  # a symlink, not a regular file, or unreadable: BadInput
         probe_writable(self.path, owner=self.owner)
+
+    def _check_carried(self, creds: Credentials, slot: str) -> None:
+        reason = self._not_carried(creds)
+        if reason is None:
+            return
+        for name in ("password", "username"):
+            alone = dataclasses.replace(creds, username=_SAFE_USERNAME, password=_SAFE_PASSWORD)
+            alone_reason = self._not_carried(dataclasses.replace(alone, **{name: getattr(creds, name)}))
+            if alone_reason is not None:
+                raise BadInput(f"the {name} of slot {slot} cannot be carried by {self.template.name}: {alone_reason}")
+        raise BadInput(f"the credentials of slot {slot} cannot be carried by {self.template.name}: {reason}")
+
+    def _not_carried(self, creds: Credentials) -> str | None:
+        """Why the format's reader would not get ``creds``' username and password back exactly, or None."""
+        try:
+            text = self.render(creds, "A").decode("utf-8")
+        except BadInput as exc:  # a filter refused a value (the trial render with these extras passed)
+            return str(exc)
+        got = readback.reads_back(self.template, text)
+        if got.raw_ok and (got.username, got.password) == (creds.username, creds.password):
+            return None
+        plain = dataclasses.replace(creds, username=_SAFE_USERNAME, password=_SAFE_PASSWORD)
+        if not readback.reads_back(self.template, self.render(plain, "A").decode("utf-8")).raw_ok:
+            return None  # not the values: this rendering never reads back (e.g. an {% if %} on a false extra)
+        return f"its reader would get back another value: {CHANGE_VALUE}"
 
     def _check_not_the_template(self) -> None:
         try:

@@ -1,15 +1,17 @@
 """The jinja2 side of rendering: the escaping filters, the environment, and :func:`render`.
 
-Templates escape every value with the filter for their format: ``php_sq`` (inside a PHP single-quoted
-string), ``env`` (a complete double-quoted dotenv value), ``json`` (a complete JSON value), ``shell``
-(one shell word) and ``url`` (a URL component, e.g. userinfo).
+Templates escape every value with the filter named for the program that reads it: ``php_sq`` (inside a PHP
+single-quoted string), ``dotenv`` (a complete double-quoted python-dotenv / docker compose ``.env`` value),
+``docker_env`` (a literal Docker / ECS env-file value), ``json`` (a complete JSON value), ``shell`` (one word of
+a POSIX shell file to ``source``) and ``url`` (a URL component, e.g. userinfo). A filter refuses, with BadInput,
+a value its reader cannot get back exactly.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from rotator.secrets import Credentials
 
 CREDENTIAL_VARIABLES = ("username", "password", "host", "port", "dbname", "slot")
 FIX_TEMPLATE = "fix the template (--template, ROTATOR_TEMPLATE)"
+CHANGE_VALUE = "pick a template of another format (--template) or a value without it"
 
 Filter = Callable[[Any], str]
 
@@ -33,34 +36,66 @@ def php_sq(value: Any) -> str:
     return str(value).replace("\\", "\\\\").replace("'", "\\'")
 
 
-ENV_ESCAPES = {"\\": "\\\\", '"': '\\"', "$": "\\$", "`": "\\`", "\n": "\\n", "\r": "\\r"}
+# python-dotenv decodes these escapes in a double-quoted value (and \a \b \f \t \v, hence "\\" too).
+DOTENV_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"}
+# python-dotenv expands ${NAME} (and ${NAME:-default}) in every value, quoted or not, with no escape for it.
+DOTENV_VARIABLE = re.compile(r"\$\{[^}:]*(?::-[^}]*)?\}")
 
 
-def env_inner(value: str) -> str:
-    """The inside of a double-quoted dotenv value."""
-    return "".join(ENV_ESCAPES.get(ch, ch) for ch in value)
+def _refuse(reader: str, problem: str) -> BadInput:
+    return BadInput(f"{reader} cannot carry a value {problem}: {CHANGE_VALUE}")
 
 
-def env(value: Any) -> str:
-    """A complete dotenv value, always double-quoted."""
-    return '"' + env_inner(str(value)) + '"'
+def dotenv_inner(value: str) -> str:
+    """The inside of a double-quoted python-dotenv / docker compose ``.env`` value."""
+    if DOTENV_VARIABLE.search(value):
+        raise _refuse("a dotenv file (python-dotenv expands ${...} in it)", "holding ${...}")
+    return "".join(DOTENV_ESCAPES.get(ch, ch) for ch in value)
+
+
+def dotenv(value: Any) -> str:
+    """A complete python-dotenv value, always double-quoted (docker compose also expands $NAME in it)."""
+    return '"' + dotenv_inner(str(value)) + '"'
+
+
+# Docker's env-file reader splits lines (a CR before the newline is dropped) and takes the rest literally.
+DOCKER_ENV_UNSAFE = {"\n": "holding a newline", "\r": "holding a carriage return", "\x00": "holding a NUL byte"}
+
+
+def docker_env(value: Any) -> str:
+    """A literal Docker / ECS env-file value (``docker run --env-file``, ECS ``environmentFiles``): no quoting."""
+    text = str(value)
+    for ch, problem in DOCKER_ENV_UNSAFE.items():
+        if ch in text:
+            raise _refuse("a Docker/ECS env-file (one literal line per variable)", problem)
+    return text
 
 
 def json_filter(value: Any) -> str:
     return json.dumps(value)
 
 
+def shell_inner(value: str) -> str:
+    """The inside of a single-quoted POSIX shell word: a quote closes, is escaped, and reopens."""
+    if "\x00" in value:
+        raise _refuse("a POSIX shell file", "holding a NUL byte")
+    return value.replace("'", "'\"'\"'")
+
+
 def shell(value: Any) -> str:
-    return shlex.quote(str(value))
+    """One word of a POSIX shell file to ``source``, always single-quoted: nothing in it is expanded."""
+    return "'" + shell_inner(str(value)) + "'"
 
 
 def url(value: Any) -> str:
+    """A URL component (userinfo, path): everything but unreserved characters percent-encoded (UTF-8)."""
     return quote(str(value), safe="")
 
 
 FILTERS: dict[str, Filter] = {
     "php_sq": php_sq,
-    "env": env,
+    "dotenv": dotenv,
+    "docker_env": docker_env,
     "json": json_filter,
     "shell": shell,
     "url": url,
@@ -145,6 +180,8 @@ def render(
         text = template.render(context)
     except jinja2.TemplateError as exc:
         raise BadInput(f"template {template_path} cannot be rendered: {_describe(exc)}: {FIX_TEMPLATE}") from None
+    except BadInput:  # a filter refused a value its reader cannot get back
+        raise
     except Exception as exc:  # a filter or expression failed; its message could quote a value
         raise BadInput(f"template {template_path} cannot be rendered: {type(exc).__name__}: {FIX_TEMPLATE}") from None
     return text.encode("utf-8")

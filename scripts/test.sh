@@ -15,5 +15,11 @@ echo "== mypy"
 "$VENV/bin/mypy"
 echo "== infrastructure lint (cfn-lint, hadolint, actionlint/shellcheck when installed)"
 PATH="$PWD/$VENV/bin:$PATH" ./scripts/lint-infra.sh
+# The consumer matrix (tests/integration/test_consumers.py) reads sqlconf.php with the real PHP and mysqli.
+if ! command -v php >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "== apt-get install php-cli php-mysql (consumer matrix)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq php-cli php-mysql >/dev/null
+fi
 echo "== pytest"
 exec "$VENV/bin/python" -m pytest "$@"
