@@ -17,11 +17,12 @@ import pytest
 from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 
-from rotator.errors import BadInput
+from rotator.errors import BadInput, ExitCode
 from rotator.passwords import PasswordPolicy
 from rotator.render import ConfigFile
 from rotator.secrets import Credentials
-from tests.harness import DbEnv
+from tests.harness import AwsEnv, DbEnv
+from tests.integration.rotation_env import make_env
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
@@ -227,3 +228,28 @@ def test_a_class_the_format_cannot_carry_is_refused_and_the_file_unchanged(
     after = (cf.path.read_bytes(), os.stat(cf.path).st_mtime_ns, os.stat(cf.path).st_ino, sorted(os.listdir(tmp_path)))
     assert after == before
     assert cf.read_deployed() is not None and cf.read_deployed().password == "Current-pass_1"  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- end to end: `rotator rotate` refuses, exit 2
+
+
+@pytest.mark.parametrize(("template", "password"), [("app.docker-env.j2", "adopted\npw"), ("app.env.j2", "pw${HOME}")])
+def test_rotate_refuses_a_slot_password_the_format_cannot_carry(
+    pg: DbEnv, aws: AwsEnv, tmp_path: Path, template: str, password: str
+) -> None:
+    env = make_env(pg, aws, tmp_path)
+    env.template = TEMPLATES / template
+    env.config_path = tmp_path / "app.env"
+    assert env.rotate().exit_code == 0
+    current = env.secret()
+    assert current is not None
+    idle = "A" if current["active_slot"] == "B" else "B"
+    current[idle]["password"] = password  # adopted from elsewhere: the database holds it too
+    pg.set_password_directly(current[idle]["username"], password)
+    env.put_current(current)
+    before = env.state()
+    result = env.rotate()
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert f"the password of slot {idle} cannot be carried by {template}: " in result.stdout + result.stderr
+    assert password not in result.stdout + result.stderr
+    assert env.state() == before
