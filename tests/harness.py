@@ -217,7 +217,9 @@ class MySqlServer:
 
     def login_works(self, user: str, password: str) -> bool:
         try:
-            pymysql.connect(host=self.host, port=self.port, user=user, password=password, connect_timeout=5).close()
+            pymysql.connect(  # UTF-8 bytes: PyMySQL sends a str password as latin-1
+                host=self.host, port=self.port, user=user, password=password.encode(), connect_timeout=5
+            ).close()
             return True
         except pymysql.err.OperationalError:
             return False

@@ -25,6 +25,7 @@ ENTRYPOINT = ["rotator", "rotate", "--log-json"]
 RUNTIME_DEPENDENCIES = {
     "boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3", "pymysql", "psycopg",
     "psycopg-binary", "typing-extensions", "jinja2", "markupsafe", "click", "tenacity", "structlog",
+    "python-dotenv",
 }  # fmt: skip
 
 
