@@ -33,6 +33,7 @@ from rotator.observe import (
 from rotator.plan import NO_ADMIN_LOGIN, Options, Plan, plan
 from rotator.render import ConfigFile
 from rotator.report import Report, StepRecord
+from rotator.secrets import SlotSecret
 from rotator.signals import StopSignal
 from rotator.store.base import SecretStore
 
@@ -115,7 +116,7 @@ class Rotation:
                     "wait for it to finish (its log says how it went), then re-run"
                 )
             lock = name
-            self._locked(stop, engine, session, admin, name, config)
+            self._locked(stop, engine, session, admin, name, config, checked=first.current)
         finally:
             _release(session, lock)
 
@@ -127,11 +128,19 @@ class Rotation:
         admin: AdminLogin,
         name: str,
         config: ConfigFile | None,
+        *,
+        checked: SlotSecret,
     ) -> None:
         s, a = self.settings, self.adapters
         sec = self._read()  # the truth: read with the lock held
         if lock_name(sec.current, s.lock_name) != name or choose_engine(s.engine, sec.current) != engine.name:
             raise RotatorError("the slot secret moved to another database while this run took the lock: re-run")
+        if config is not None:
+            # Every password the flip may render must fit the config's format: a pending version's too (it may be
+            # finished), and AWSCURRENT again if it changed since the check before the lock.
+            for version in (sec.current, sec.pending):
+                if version is not None and version != checked:
+                    config.check(version.slot("A"), version.slot("B"))
         obs = observe(
             engine=engine,
             session=session,

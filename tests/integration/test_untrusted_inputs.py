@@ -354,3 +354,24 @@ def test_sigterm_during_the_deploy_rolls_back_and_stops_the_deploy_command(env: 
     assert env.config_path.read_bytes() == before_config and env.secret() == before_secret
     assert env.rotate().exit_code == 0
     env.assert_consistent()
+
+
+def test_a_pending_password_the_config_format_cannot_carry_is_refused_before_any_change(
+    db: DbEnv, aws: AwsEnv, tmp_path: Path
+) -> None:
+    """A pending version the run would finish holds a password a Docker env-file cannot carry (a newline): it is
+    refused under the lock, before any password is set, not at render time in the middle of the flip."""
+    env = make_env(db, aws, tmp_path)
+    env.template = ROOT / "templates" / "app.docker-env.j2"
+    env.config_path = tmp_path / "app.env"
+    assert env.rotate().exit_code == 0  # active B, config on B
+    cur = env.secret()
+    assert cur is not None
+    pending = json.loads(json.dumps(cur))
+    pending["A"]["password"] = "line one\nline two"
+    env.sm.put_secret_value(SecretId=env.slot_arn, SecretString=json.dumps(pending), VersionStages=["AWSPENDING"])
+    before = env.state()
+    result = env.rotate()
+    assert result.exit_code == ExitCode.BAD_INPUT, (result.exit_code, result.report["error"])
+    assert "slot A" in result.report["error"]
+    assert env.state() == before
