@@ -22,6 +22,7 @@ from tests.harness import (
     pg_server_from_env,
     unavailable,
 )
+from tests.openbao import OpenBao, VaultDatabase, database_engine, openbao_server, require_openbao
 
 # Never let anything in the test run reach real AWS.
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
@@ -125,3 +126,22 @@ def ecs(aws: AwsEnv) -> tuple[Any, str, str]:
     )
     client.create_service(cluster=cluster, serviceName="openemr", taskDefinition=family, desiredCount=0)
     return client, cluster, "openemr"
+
+
+@pytest.fixture(scope="session")
+def openbao_session() -> Iterator[OpenBao | None]:
+    with openbao_server() as server:
+        yield server
+
+
+@pytest.fixture
+def openbao(openbao_session: OpenBao | None) -> OpenBao:
+    """A real OpenBao dev server (one per session): ``.addr``, ``.token``, ``.client()``."""
+    return require_openbao(openbao_session)
+
+
+@pytest.fixture
+def vault_db(openbao: OpenBao, db: DbEnv) -> Iterator[VaultDatabase]:
+    """The database secrets engine on OpenBao, pointed at this test's database (both engines)."""
+    with database_engine(openbao, db) as vdb:
+        yield vdb
