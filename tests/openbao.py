@@ -142,11 +142,10 @@ class VaultDatabase:
         """A dynamic role whose users may log in to the test's database (``<mount>/creds/<role>``)."""
         role = name or new_name("dyn")
         if self.db.engine == "postgres":
+            # CONNECT is granted to PUBLIC; a grant of our own would make the revocation's DROP ROLE fail.
             creation = [
                 "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
             ]
-            if grant:
-                creation.append(f'GRANT CONNECT ON DATABASE "{self.db.dbname}" TO "{{{{name}}}}";')
             revocation = ['DROP ROLE IF EXISTS "{{name}}";']
         else:
             creation = ["CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}';"]

@@ -8,6 +8,8 @@ All durations are in **seconds** (floats), measured on ``time.monotonic()``.
   ``ttl`` apart and many processes started together spread out.
 - Single flight: one lock per value. A cold read waits for the one fetch in flight; a read of an expired
   value while another thread refreshes it gets the expired value at once (stale-while-revalidate).
+- Lifetimes: a value that comes with its own deadline (a Vault lease or token, see ``_lifetime_cap``) expires
+  no later than that deadline, without jitter.
 - Errors: after the n-th consecutive failure the next attempt waits ``min(cap, base * 2**(n-1) * (1 + jitter*U))``
   seconds. Meanwhile the last good value is served (stale-on-error) and no call is made; with no value, reads
   fail fast with the last error, or use the fallback when there is one.
@@ -88,6 +90,14 @@ class RefreshingValue(Generic[T]):
     def _on_failure(self, exc: BaseException, retry_in: float, serving: str) -> None:
         """Called under the lock after a failed fetch; ``serving`` is "stale", "fallback" or "nothing"."""
 
+    def _lifetime_cap(self) -> float | None:
+        """Called under the lock right after a successful ``_load``: seconds the value may be used at most (a
+        lease or token that must be renewed), or None to let the TTL alone decide."""
+        return None
+
+    def _before_forced_refresh(self) -> None:
+        """Called under the lock before a refresh forced by :meth:`refresh_if_current` (the value was refused)."""
+
     def _unavailable(self, exc: BaseException) -> Exception:
         return RuntimeError("value unavailable")
 
@@ -145,6 +155,7 @@ class RefreshingValue(Generic[T]):
                 if now < self._retry_at or now - self._last_forced < self.min_refresh_interval:
                     return entry[0]
             self._last_forced = now
+            self._before_forced_refresh()
             return self._refresh_locked(strict=False)
 
     def invalidate(self) -> None:
@@ -181,7 +192,12 @@ class RefreshingValue(Generic[T]):
         self._consecutive = 0
         self._retry_at = 0.0
         self._last_error = None
-        self._entry = (value, _now() + self.ttl * (1.0 + self.jitter * _random()))
+        now = _now()
+        expires_at = now + self.ttl * (1.0 + self.jitter * _random())
+        cap = self._lifetime_cap()
+        if cap is not None:
+            expires_at = min(expires_at, now + max(0.0, cap))
+        self._entry = (value, expires_at)
         return value
 
     def _failed_locked(self, exc: Exception, *, strict: bool) -> T:

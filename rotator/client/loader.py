@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from rotator.client._log import log
 from rotator.client.arn import sanitize_secret_arn_for_logging
@@ -16,6 +16,9 @@ from rotator.client.cache import RefreshingValue
 from rotator.client.credentials import DbCredentials, KeyNames, parse_database_url, parse_secret
 from rotator.client.errors import CredentialError, CredentialsUnavailable, is_auth_failure
 from rotator.client.sources import DatabaseUrlSource, Source, source_for
+
+if TYPE_CHECKING:
+    from rotator.client.vault import VaultSession
 
 C = TypeVar("C")
 
@@ -60,6 +63,7 @@ class CredentialLoader(RefreshingValue[DbCredentials]):
         self.fallback = fallback
         self.keys = keys or KeyNames()
         self.defaults = dict(defaults or {})
+        self._valid_for: float | None = None
 
     def __repr__(self) -> str:
         return f"CredentialLoader({self.source.kind}:{self.source.label}, ttl={self.ttl}s)"
@@ -102,6 +106,39 @@ class CredentialLoader(RefreshingValue[DbCredentials]):
         return cls.from_secret(ref, kind="ssm", **kwargs)
 
     @classmethod
+    def from_vault_kv(
+        cls,
+        path: str,
+        *,
+        mount: str = "secret",
+        field: str | None = None,
+        session: VaultSession | None = None,
+        **options: Any,
+    ) -> CredentialLoader:
+        """A KV v2 secret in Vault or OpenBao (a slot secret or a plain one). Without ``session`` one is made from
+        ``VAULT_ADDR`` and ``VAULT_TOKEN``. ``options`` go to the constructor (ttl, keys, defaults...)."""
+        from rotator.client.vault import VaultKvSource, VaultSession
+
+        return cls(VaultKvSource(session or VaultSession(), path, mount=mount, field=field), **options)
+
+    @classmethod
+    def from_vault_database(
+        cls,
+        role: str,
+        *,
+        static: bool,
+        mount: str = "database",
+        session: VaultSession | None = None,
+        **options: Any,
+    ) -> CredentialLoader:
+        """The database secrets engine: ``static-creds/<role>`` (``static=True``) or ``creds/<role>`` (dynamic,
+        leased: renewed, and re-issued before its max TTL). Vault gives only username and password: pass
+        ``defaults={"host": ..., "port": ..., "dbname": ..., "engine": ...}``."""
+        from rotator.client.vault import VaultDatabaseSource, VaultSession
+
+        return cls(VaultDatabaseSource(session or VaultSession(), role, static=static, mount=mount), **options)
+
+    @classmethod
     def from_database_url(
         cls, var: str = "DATABASE_URL", *, environ: Mapping[str, str] | None = None, **options: Any
     ) -> CredentialLoader:
@@ -112,6 +149,7 @@ class CredentialLoader(RefreshingValue[DbCredentials]):
     def _fetch_from(self, source: Source) -> DbCredentials:
         started = time.perf_counter()
         fetched = source.fetch()
+        self._valid_for = fetched.valid_for
         if fetched.format == "url":
             creds = parse_database_url(fetched.text, what=source.label)
         else:
@@ -130,6 +168,15 @@ class CredentialLoader(RefreshingValue[DbCredentials]):
 
     def _load(self) -> DbCredentials:
         return self._fetch_from(self.source)
+
+    def _lifetime_cap(self) -> float | None:
+        valid_for, self._valid_for = self._valid_for, None
+        return valid_for
+
+    def _before_forced_refresh(self) -> None:
+        discard = getattr(self.source, "discard", None)  # a leased credential: issue a new one, do not renew it
+        if callable(discard):
+            discard()
 
     def _has_fallback(self) -> bool:
         return self.fallback is not None
@@ -154,10 +201,11 @@ class CredentialLoader(RefreshingValue[DbCredentials]):
         if isinstance(exc, CredentialError):  # our own messages name the fix and never carry a value
             return CredentialsUnavailable(f"{where} and none are cached: {exc}")
         code = _error_code(exc) or type(exc).__name__
-        return CredentialsUnavailable(
-            f"{where} ({code}) and none are cached: check the secret id, the region, the network and the IAM "
+        hint = getattr(self.source, "hint", None) or (
+            "check the secret id, the region, the network and the IAM "
             "policy (secretsmanager:GetSecretValue or ssm:GetParameter, and kms:Decrypt)"
         )
+        return CredentialsUnavailable(f"{where} ({code}) and none are cached: {hint}")
 
     # ------------------------------------------------------------------ logging in
 

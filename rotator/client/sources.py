@@ -1,4 +1,5 @@
-"""Where credentials come from: Secrets Manager, SSM Parameter Store, or a DATABASE_URL variable.
+"""Where credentials come from: Secrets Manager, SSM Parameter Store, or a DATABASE_URL variable (Vault and
+OpenBao: :mod:`rotator.client.vault`).
 
 A source only fetches the raw text; parsing and caching are the loader's. boto3 is imported when the first
 client is made, so a process that only uses DATABASE_URL never loads it.
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     import boto3
     from botocore.config import Config
 
-SourceKind = Literal["secretsmanager", "ssm", "env"]
+SourceKind = Literal["secretsmanager", "ssm", "env", "vault"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class Fetched:
     format: Literal["json", "url"]
     arn: str | None = None
     version: str | None = None
+    # Seconds until this value (or what it was read with: a Vault token, a lease) must be refreshed; the cache
+    # refreshes no later than that, whatever its TTL. None: the cache's TTL alone decides.
+    valid_for: float | None = None
 
 
 class Source(Protocol):
