@@ -14,6 +14,7 @@ import click
 from rotator import log
 from rotator.config import LOG_JSON, SETTINGS, Settings, Spec, settings_from_options
 from rotator.errors import RotatorError
+from rotator.fleet_cli import fleet
 
 F = Callable[..., Any]
 
@@ -192,6 +193,8 @@ def demo(args: tuple[str, ...]) -> None:
 
     sys.exit(demo_main(list(args)))
 
+
+main.add_command(fleet)
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,11 @@ _MIN_SECRET_LEN = 4  # shorter values would redact ordinary words
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _ordered: tuple[str, ...] = ()  # longest first, so a secret containing another is replaced whole
+# A fleet run learns thousands of secrets: past this many, scrubbing goes through an index of each secret's first
+# _MIN_SECRET_LEN characters (one dict lookup per position of the text) instead of one scan per secret, and
+# registering stops re-sorting (both would grow with the square of the fleet).
+_INDEX_FROM = 64
+_by_prefix: dict[str, tuple[str, ...]] = {}
 
 
 def register_secret(*values: str | None) -> None:
@@ -35,17 +40,48 @@ def register_secret(*values: str | None) -> None:
     if not new:
         return
     with _lock:
+        new -= _secrets
         _secrets.update(new)
-        _ordered = tuple(sorted(_secrets, key=len, reverse=True))
+        for value in new:
+            key = value[:_MIN_SECRET_LEN]
+            _by_prefix[key] = (*_by_prefix.get(key, ()), value)
+        _ordered = tuple(sorted(_secrets, key=len, reverse=True)) if len(_secrets) <= _INDEX_FROM else ()
 
 
 def scrub(text: str) -> str:
     # Plain substring search: registering stays O(1)-ish (no regex to recompile) and scrubbing a line is
     # a handful of C-speed scans for the few secrets a run knows.
-    for secret in _ordered:
+    ordered = _ordered
+    if not ordered and _secrets:
+        return _scrub_indexed(text)
+    for secret in ordered:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def _scrub_indexed(text: str) -> str:
+    """Every occurrence of every registered secret, found through the prefix index; overlapping or adjacent
+    occurrences are blanked as one run, so no part of any secret survives."""
+    index, size = _by_prefix, _MIN_SECRET_LEN
+    spans: list[tuple[int, int]] = []
+    for i in range(len(text) - size + 1):
+        candidates = index.get(text[i : i + size])
+        if candidates:
+            end = max((i + len(s) for s in candidates if text.startswith(s, i)), default=i)
+            if end > i:
+                if spans and i <= spans[-1][1]:
+                    spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+                else:
+                    spans.append((i, end))
+    if not spans:
+        return text
+    out, last = [], 0
+    for start, end in spans:
+        out += [text[last:start], REDACTED]
+        last = end
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _redact_value(value: Any) -> Any:

@@ -70,11 +70,12 @@ class Rotation:
             fix_permissions=s.fix_permissions,
         )
 
-    def run(self) -> Report:
+    def run(self, stop_signal: StopSignal | None = None) -> Report:
+        """``stop_signal``: one the caller sets (a fleet's worker threads get no signal handler of their own)."""
         started = time.monotonic()
         report = self.report
         try:
-            with StopSignal().installed() as stop:
+            with (stop_signal or StopSignal()).installed() as stop:
                 self._run(stop)
         except RotatorError as exc:
             report.outcome = type(exc).__name__

@@ -45,10 +45,17 @@ def build_http_check(settings: Settings) -> health.HttpCheck | None:
 
 
 def build_rotation(
-    settings: Settings, *, deployer: Deployer | None = None, after_step: AfterStep | None = None
+    settings: Settings,
+    *,
+    deployer: Deployer | None = None,
+    after_step: AfterStep | None = None,
+    aws: AwsClients | None = None,
 ) -> tuple[Rotation, AwsClients]:
-    """``deployer`` replaces the one the settings name (tests); ``after_step`` is called after each step."""
-    aws = AwsClients(region=settings.region, endpoint_url=settings.aws_endpoint_url)
+    """``deployer`` replaces the one the settings name (tests); ``after_step`` is called after each step.
+    ``aws``: clients to reuse (a fleet worker's, one rotation at a time); the report counts this run's calls."""
+    if aws is None:
+        aws = AwsClients(region=settings.region, endpoint_url=settings.aws_endpoint_url)
+    clients, calls_before = aws, aws.api_calls
     store = open_store(settings.store, aws=aws)
 
     def engine_for(name: str) -> Engine:
@@ -72,7 +79,7 @@ def build_rotation(
         deployer=deployer if deployer is not None else build_deployer(settings, aws),
         http_check=build_http_check(settings),
         # AWS calls are counted once, by botocore's event in AwsClients (the store's own count is by operation).
-        api_calls=lambda: aws.api_calls,
+        api_calls=lambda: clients.api_calls - calls_before,
         store_operations=lambda: store.api_calls,
         check_inputs=lambda: check_paths(settings),
     )
