@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from rotator import health
-from rotator.db.base import AdminSession, Engine, TlsConfig
+from rotator.db.base import AdminSession, Engine, LoginResult, TlsConfig
 from rotator.deploy.base import Deployer
 from rotator.errors import DatabaseError, HealthCheckError, NeedsHuman, RolledBack, RotatorError
+from rotator.live import LiveSecret, read_live
 from rotator.log import get_logger, register_secret, scrub
 from rotator.observe import admin_endpoint, endpoint, login
 from rotator.passwords import PasswordPolicy
@@ -30,11 +31,13 @@ from rotator.steps import (
     CreateUser,
     Deploy,
     DiscardAdminPending,
+    DiscardLivePending,
     DiscardSlotPending,
     FixPermissions,
     HealthCheck,
     MarkUser,
     PromoteAdminPending,
+    PromoteLivePending,
     PromoteSlotPending,
     RenderConfig,
     RestoreConfig,
@@ -45,6 +48,7 @@ from rotator.steps import (
     VerifyAdmin,
     VerifyLogin,
     WriteAdminPending,
+    WriteLivePending,
     WriteSlotPending,
 )
 from rotator.store.base import SecretStore
@@ -67,6 +71,7 @@ class Ports:
     deployer: Deployer | None
     http_check: health.HttpCheck | None
     world: World  # what observe() saw (the config's password, the deployment's observed state)
+    live_secret: str | None = None  # --live-secret
 
 
 @dataclass
@@ -82,6 +87,10 @@ class State:
     config_slot: Slot | None
     snapshot: bytes | None = field(default=None, repr=False)
     snapshotted: bool = False
+    live: LiveSecret | None = field(default=None, repr=False)  # the live secret's AWSCURRENT, as it changes
+    live_slot: Slot | None = None
+    live_pending: LiveSecret | None = field(default=None, repr=False)
+    live_pending_version: str | None = None
 
     def password(self, world: World, slot: Slot, source: Source) -> str:
         if source is Source.PENDING:
@@ -276,6 +285,10 @@ def _health_check(step: HealthCheck, p: Ports, s: State) -> None:
             name=f"db login as slot {step.on}, with the credentials the app holds",
         )
     ]
+    if p.live_secret is not None:
+        checks.append(
+            health.DbLoginCheck(lambda: _live_login(p, creds), name=f"the live secret logs in as slot {step.on}")
+        )
     if p.http_check is not None:
         checks.append(p.http_check)
     # A deployer that could report its state when we observed (ECS; not a shell command) must report it
@@ -283,6 +296,53 @@ def _health_check(step: HealthCheck, p: Ports, s: State) -> None:
     if p.deployer is not None and p.world.deployment != "unknown":
         checks.append(health.DeploymentCheck(p.deployer.describe))
     health.run_checks(checks)
+
+
+# ---------------------------------------------------------------- the live secret
+
+
+def _live_id(p: Ports) -> str:
+    if p.live_secret is None:
+        raise RotatorError("planner bug: a live secret step without --live-secret")
+    return p.live_secret
+
+
+@handles(DiscardLivePending)
+def _discard_live_pending(step: DiscardLivePending, p: Ports, s: State) -> None:
+    p.store.discard_pending(_live_id(p))
+    s.live_pending, s.live_pending_version = None, None
+
+
+@handles(WriteLivePending)
+def _write_live_pending(step: WriteLivePending, p: Ports, s: State) -> None:
+    new = (s.live or LiveSecret()).pointing_at(s.secret.slot(step.on), p.engine.name)
+    register_secret(new.password)
+    s.live_pending_version = p.store.put_pending(_live_id(p), new.to_json(), str(uuid.uuid4()))
+    s.live_pending = new
+
+
+@handles(PromoteLivePending)
+def _promote_live_pending(step: PromoteLivePending, p: Ports, s: State) -> None:
+    new, version = s.live_pending, s.live_pending_version
+    if new is None or version is None:
+        raise RotatorError("planner bug: no pending live secret version to promote")
+    # Never point the app at credentials that do not log in: prove the exact values written first.
+    result = login(p.engine, endpoint(s.secret.slot(step.on), p.tls), new.username, new.password)
+    if not result.ok:
+        raise DatabaseError(
+            f"the live secret's pending credentials for slot {step.on} do not log in ({result.reason}): not promoted"
+        )
+    p.store.promote(_live_id(p), version)
+    s.live, s.live_slot, s.live_pending, s.live_pending_version = new, step.on, None, None
+
+
+def _live_login(p: Ports, creds: Credentials) -> LoginResult:
+    """The live secret as the app reads it (AWSCURRENT, read back from the store) logs in as ``creds``'s user."""
+    back = read_live(p.store, _live_id(p)).current
+    if back.username != creds.username:
+        return LoginResult(False, "the live secret names another user")
+    register_secret(back.password)
+    return p.engine.check_login(endpoint(creds, p.tls), back.username, back.password)
 
 
 # ---------------------------------------------------------------- the loop
@@ -337,7 +397,13 @@ class Applier:
                 raise
             if self.after_step is not None:
                 self.after_step(index + 1, step)
-        self.report.slots_after = {"active": self.state.secret.active_slot, "config": self.state.config_slot}
+        self.report.slots_after = self._slots()
+
+    def _slots(self) -> dict[str, Any]:
+        slots: dict[str, Any] = {"active": self.state.secret.active_slot, "config": self.state.config_slot}
+        if self.ports.live_secret is not None:
+            slots["live"] = self.state.live_slot
+        return slots
 
     def _timed(self, step: Step, record: StepRecord, *, interruptible: bool) -> None:
         t0 = time.monotonic()
@@ -377,7 +443,7 @@ class Applier:
                 f"the flip failed ({exc}) and so did the rollback to slot {back} ({second}): the app may be down; "
                 f"check the deployment and the config, then re-run"
             ) from None
-        self.report.slots_after = {"active": self.state.secret.active_slot, "config": self.state.config_slot}
+        self.report.slots_after = self._slots()
         raise RolledBack(
             f"the flip failed at {failed.kind} ({exc}); rolled back: the app is on slot {back} again and healthy on it"
         ) from None

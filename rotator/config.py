@@ -121,6 +121,16 @@ class Settings:
     store: str = field(
         default="secretsmanager", metadata=_spec(help="secretsmanager, or file:/dir for local development.")
     )
+    live_secret: str | None = field(
+        default=None,
+        metadata=_spec(
+            parse=parsing.optional_text,
+            metavar="NAME|ARN",
+            help="A single-user secret (RDS format) the rotator keeps on the slot the app should use (ECS "
+            "valueFrom, seed 002's loader, RDS Proxy). It must exist ({} is enough).",
+            readme=True,
+        ),
+    )
     template: Path | None = field(
         default=None,
         metadata=_spec(
@@ -269,8 +279,14 @@ class Settings:
             raise BadInput("--deploy command needs --deploy-command (ROTATOR_DEPLOY_COMMAND)")
         if (self.template is None) != (self.config_path is None):
             raise BadInput("--template and --config-path go together: pass both, or neither for --deploy none")
-        if self.template is None and self.deploy != "none" and not self.sync_db_users:
-            raise BadInput(f"--deploy {self.deploy} needs --template and --config-path to render the app's config")
+        if self.live_secret is not None and self.live_secret in (self.slot_secret, self.admin_secret):
+            which = "--slot-secret" if self.live_secret == self.slot_secret else "--admin-secret"
+            raise BadInput(f"--live-secret is the same secret as {which}: pass the app's own single-user secret")
+        if self.template is None and self.deploy != "none" and not self.sync_db_users and self.live_secret is None:
+            raise BadInput(
+                f"--deploy {self.deploy} needs --template and --config-path to render the app's config, "
+                "or --live-secret for an app that reads its credentials from a secret"
+            )
         if self.fix_permissions and self.config_path is None:
             raise BadInput("--fix-permissions needs --config-path (and --template): the file to fix")
 

@@ -16,6 +16,7 @@ from typing import Any
 from rotator import health
 from rotator.db.base import AdminSession, Endpoint, Engine, LoginResult, TlsConfig
 from rotator.errors import AdminLoginFailed, BadInput, RotatorError, SecretFormatError
+from rotator.live import LiveVersions, slot_of
 from rotator.log import get_logger, register_secret
 from rotator.plan import SlotState, Source, World
 from rotator.render import ConfigFile, DeployedConfig
@@ -185,6 +186,7 @@ class Observed:
     world: World
     secrets: Secrets
     deployed: DeployedConfig | None = None
+    live: LiveVersions | None = None
 
 
 def observe(
@@ -197,6 +199,7 @@ def observe(
     config: ConfigFile | None,
     deployment: str,
     health_check: health.HttpCheck | None,
+    live: LiveVersions | None = None,
 ) -> Observed:
     s, p = sec.current, sec.pending
     if not same_server(s):
@@ -209,6 +212,9 @@ def observe(
     if deployed is not None and deployed.username:
         config_slot = s.slot_of_user(deployed.username)
         register_secret(deployed.password)
+    live_slot = slot_of(live.current, s, sec.admin, engine.name, what="the live secret") if live else None
+    if live is not None:
+        register_secret(live.current.password)
     dbname = s.slot(s.active_slot).dbname
     slots: dict[Slot, SlotState] = {}
     for slot in SLOTS:
@@ -220,6 +226,7 @@ def observe(
             (Source.CURRENT, creds.password),
             (Source.PENDING, p.slot(slot).password if p else None),
             (Source.CONFIG, deployed.password if deployed and config_slot == slot else None),
+            (Source.LIVE, live.current.password if live and live_slot == slot else None),
         ]
         for source, password in candidates:
             if not info.exists or not password:
@@ -250,8 +257,14 @@ def observe(
         admin_problems=tuple(session.admin_problems(dbname=dbname)),
         health_precheck=_precheck(health_check),
         engine=engine.name,
+        live_slot=live_slot,
+        live_password=live.current.password if live else None,
+        live_pending=live is not None and live.pending,
+        live_exact=live is not None
+        and live_slot is not None
+        and live.current.owned() == live.current.pointing_at(s.slot(live_slot), engine.name).owned(),
     )
-    return Observed(world, sec, deployed)
+    return Observed(world, sec, deployed, live)
 
 
 def _precheck(check: health.HttpCheck | None) -> str | None:

@@ -24,11 +24,13 @@ from rotator.steps import (
     CreateUser,
     Deploy,
     DiscardAdminPending,
+    DiscardLivePending,
     DiscardSlotPending,
     FixPermissions,
     HealthCheck,
     MarkUser,
     PromoteAdminPending,
+    PromoteLivePending,
     PromoteSlotPending,
     RenderConfig,
     RestoreConfig,
@@ -39,6 +41,7 @@ from rotator.steps import (
     VerifyAdmin,
     VerifyLogin,
     WriteAdminPending,
+    WriteLivePending,
     WriteSlotPending,
 )
 
@@ -76,12 +79,21 @@ class World:
     admin_problems: tuple[str, ...] = ()  # what the admin lacks to create and alter users
     health_precheck: str | None = None  # why the health URL fails on the live slot; None: passes or not checked
     engine: str = "postgres"
+    # The live secret (--live-secret): the slot its AWSCURRENT names (None: nobody yet), its password, whether
+    # an interrupted write left an AWSPENDING version, and whether it already holds exactly the slot secret's
+    # AWSCURRENT credentials of that slot.
+    live_slot: Slot | None = None
+    live_password: str | None = field(default=None, repr=False)
+    live_pending: bool = False
+    live_exact: bool = False
 
     def password(self, slot: Slot, source: Source) -> str | None:
         if source is Source.CURRENT:
             return self.secret.slot(slot).password
         if source is Source.PENDING:
             return self.pending.slot(slot).password if self.pending is not None else None
+        if source is Source.LIVE:
+            return self.live_password if self.live_slot == slot else None
         return self.config_password if self.config_slot == slot else None
 
     def logs_in(self, slot: Slot, password: str) -> bool:
@@ -94,6 +106,11 @@ class World:
         """The deployed config names a slot user and its password logs in: the app can be using it."""
         return self.config_slot is not None and self.slots[self.config_slot].works(Source.CONFIG)
 
+    @property
+    def live_works(self) -> bool:
+        """The live secret names a slot user and its password logs in: apps started from it can be using it."""
+        return self.live_slot is not None and self.slots[self.live_slot].works(Source.LIVE)
+
 
 @dataclass(frozen=True)
 class Options:
@@ -101,6 +118,7 @@ class Options:
     sync_db_users: bool = False  # heal the users only, no flip
     skip_admin: bool = False
     fix_permissions: bool = False
+    live_secret: bool = False  # a live secret is configured (a target of the flip, like the config)
 
 
 @dataclass(frozen=True)
@@ -225,6 +243,8 @@ def _finishable(w: World, p: SlotSecret, live: Slot | None) -> bool:
     if live is not None and p.active_slot != live:
         return False
     in_use = {p.active_slot, live if live is not None else w.secret.active_slot}
+    if w.live_works and w.live_slot is not None:
+        in_use.add(w.live_slot)
     return all(w.logs_in(slot, p.slot(slot).password) for slot in in_use)
 
 
@@ -269,6 +289,7 @@ def _pending_steps(w: World, live: Slot | None) -> tuple[list[Step], _Healed, li
 class _Reconciled:
     active: Slot  # the active slot the flip starts from
     persisted_flip: bool
+    working: frozenset[Slot] = frozenset()  # slots whose AWSCURRENT password logs in once these steps ran
 
 
 def _reconcile_steps(
@@ -290,7 +311,7 @@ def _reconcile_steps(
     for slot in SLOTS:
         if slot in fixed or slot in missing or works(slot, base.slot(slot).password):
             continue
-        for src in (Source.CONFIG, Source.PENDING, Source.CURRENT):
+        for src in (Source.CONFIG, Source.LIVE, Source.PENDING, Source.CURRENT):
             candidate = w.password(slot, src)
             if candidate and w.logs_in(slot, candidate):
                 adopt.append((slot, src))
@@ -346,7 +367,16 @@ def _reconcile_steps(
     if opt.fix_permissions:
         steps.append(FixPermissions("set the config file's mode and owner"))
     active = live if persist_flip and live is not None else base.active_slot
-    return steps, _Reconciled(active, persist_flip), notes
+    working = frozenset(
+        slot
+        for slot in SLOTS
+        if slot in fixed
+        or slot in adopted
+        or slot in missing
+        or slot in drifted
+        or works(slot, base.slot(slot).password)
+    )
+    return steps, _Reconciled(active, persist_flip, working), notes
 
 
 # ---------------------------------------------------------------- phase 5: flip
@@ -382,6 +412,16 @@ class _Flip:
     rollback_to: Slot
 
 
+def _live_secret(opt: Options, slot: Slot, why: str) -> tuple[Step, ...]:
+    """Point the live secret at ``slot`` (write-ahead: pending, proven to log in, current); nothing without one."""
+    if not opt.live_secret:
+        return ()
+    return (
+        WriteLivePending(f"{why}: write the live secret for slot {slot}, as pending", on=slot),
+        PromoteLivePending(f"prove the live secret's slot {slot} credentials log in, then make them current", on=slot),
+    )
+
+
 def _back(back: Slot, *, config: tuple[Step, ...]) -> tuple[Step, ...]:
     return (
         *config,
@@ -390,7 +430,9 @@ def _back(back: Slot, *, config: tuple[Step, ...]) -> tuple[Step, ...]:
     )
 
 
-def _flip(opt: Options, active: Slot, live: Slot | None) -> _Flip:
+def _flip(opt: Options, active: Slot, live: Slot | None, back_works: bool = True) -> _Flip:
+    """``back_works``: the active slot's recorded password logs in, so a rollback may point the live secret back
+    at it (else a rollback leaves the live secret on the new slot, which works and is not rotated)."""
     if live is not None and live != active:
         # The config already uses another slot than the secret's active one: an interrupted flip.
         steps: tuple[Step, ...] = (
@@ -401,23 +443,38 @@ def _flip(opt: Options, active: Slot, live: Slot | None) -> _Flip:
             ),
             HealthCheck(f"prove the app is healthy on slot {live}", on=live),
         )
-        undo = _back(active, config=(RenderConfig(f"point the config back at slot {active}", on=active),))
-        return _Flip(steps, {0: undo, 1: undo}, live, active)
+        steps = (*_live_secret(opt, live, "the app moves to slot " + live), *steps)
+        undo = _back(
+            active,
+            config=(
+                RenderConfig(f"point the config back at slot {active}", on=active),
+                *(_live_secret(opt, active, "roll back") if back_works else ()),
+            ),
+        )
+        return _Flip(steps, dict.fromkeys(range(len(steps)), undo), live, active)
     new = other(active)
     deploy = Deploy(f"roll the app onto slot {new}", on=new)
     health = HealthCheck(f"prove the app is healthy on slot {new}", on=new)
+    to_new = _live_secret(opt, new, f"move the app to slot {new}")
+    back = _live_secret(opt, active, "roll back") if back_works else ()
     if opt.renders_config:
         restore = RestoreConfig(f"put the config back on slot {active}")
-        undo = _back(active, config=(restore,))
-        steps = (RenderConfig(f"point the app's config at the standby slot {new}", on=new), deploy, health)
-        # A failed render never reached the app: put the file back, no redeploy.
-        return _Flip(steps, {0: (restore,), 1: undo, 2: undo}, new, active)
+        undo = _back(active, config=(restore, *back))
+        steps = (RenderConfig(f"point the app's config at the standby slot {new}", on=new), *to_new, deploy, health)
+        # A failed render (or live secret write) never reached the app: put the file (and the live secret) back,
+        # no redeploy. Apps started meanwhile from a promoted live secret are on the new slot, which keeps working.
+        early: dict[int, tuple[Step, ...]] = {0: (restore,)}
+        if to_new:
+            early.update(
+                {1: (restore, DiscardLivePending("drop the live secret's pending version")), 2: (restore, *back)}
+            )
+        return _Flip(steps, {**early, len(steps) - 2: undo, len(steps) - 1: undo}, new, active)
     # No config file: the secret is the app's config. Publish the flip before the grace period so that loader
     # clients move to the new slot while the old one still works; roll back by publishing the old slot again.
-    undo = _back(active, config=tuple(_publish(active, "roll back")))
-    steps = (*_publish(new, f"move the app to slot {new}"), deploy, health)
+    undo = _back(active, config=(*_publish(active, "roll back"), *back))
+    steps = (*_publish(new, f"move the app to slot {new}"), *to_new, deploy, health)
     # Once the publish is promoted (or its promotion failed half-way), the loader clients may be moving.
-    return _Flip(steps, {1: undo, 2: undo, 3: undo}, new, active)
+    return _Flip(steps, dict.fromkeys(range(1, len(steps)), undo), new, active)
 
 
 # ---------------------------------------------------------------- the plan
@@ -434,7 +491,11 @@ def plan(w: World, opt: Options) -> Plan:
     live = w.config_slot if opt.renders_config and w.config_works else None
     # The slots the app may be using right now: never given a password it does not already use.
     protected: set[Slot] = {w.secret.active_slot} | ({live} if live is not None else set())
+    if opt.live_secret and w.live_works and w.live_slot is not None:
+        protected.add(w.live_slot)  # apps started from the live secret may be using it
     pending_steps, healed, notes = _pending_steps(w, live)
+    if opt.live_secret and w.live_pending:
+        pending_steps.append(DiscardLivePending("an interrupted live secret write left a pending version"))
     reconcile_steps, rec, more_notes = _reconcile_steps(w, opt, healed, live, protected)
     steps = admin_steps + pending_steps + reconcile_steps
     notes += more_notes
@@ -443,13 +504,14 @@ def plan(w: World, opt: Options) -> Plan:
             f"the deployed config names slot {w.config_slot} with a password that does not log in: re-rendered"
         )
     if opt.sync_db_users:
-        return Plan(steps=tuple(steps), notes=tuple(notes))
+        return Plan(steps=tuple(steps + _heal_live_secret(w, opt, rec, steps, notes)), notes=tuple(notes))
     if healed.flip_finished:
         notes.append(f"an earlier run's flip to slot {healed.base.active_slot} was finished; no new flip in this run")
+        steps += _heal_live_secret(w, opt, rec, steps, notes)
         if not opt.skip_admin:
             steps += _rotate_admin()
         return Plan(steps=tuple(steps), notes=tuple(notes))
-    flip = _flip(opt, rec.active, live)
+    flip = _flip(opt, rec.active, live, rec.active in rec.working)
     if w.health_precheck is not None and _app_can_be_up(w, healed, live, protected):
         return Plan(
             steps=(),
@@ -470,6 +532,23 @@ def plan(w: World, opt: Options) -> Plan:
         rollback_to=flip.rollback_to,
         rollbacks={start + i: undo for i, undo in flip.rollbacks.items()},
     )
+
+
+def _heal_live_secret(w: World, opt: Options, rec: _Reconciled, steps: list[Step], notes: list[str]) -> list[Step]:
+    """A plan without a flip: point the live secret at the active slot when it names another slot, a password
+    that does not log in, or not exactly the slot secret's current credentials (or this plan changes them)."""
+    if not opt.live_secret:
+        return []
+    changed = any(isinstance(s, PromoteSlotPending) for s in steps)
+    if w.live_exact and w.live_slot == rec.active and w.live_works and not changed:
+        return []
+    if rec.active not in rec.working:
+        notes.append(
+            f"the live secret was left as it is: none of slot {rec.active}'s known passwords logs in; "
+            "the next flip points it at a working slot"
+        )
+        return []
+    return list(_live_secret(opt, rec.active, f"the live secret does not hold slot {rec.active}'s credentials"))
 
 
 def _app_can_be_up(w: World, healed: _Healed, live: Slot | None, protected: set[Slot]) -> bool:

@@ -18,6 +18,7 @@ from rotator.config import Settings
 from rotator.db.base import AdminSession, Engine
 from rotator.deploy.base import Deployer
 from rotator.errors import BadInput, ExitCode, Locked, NeedsHuman, RotatorError
+from rotator.live import read_live
 from rotator.log import get_logger, scrub
 from rotator.observe import (
     AdminLogin,
@@ -68,6 +69,7 @@ class Rotation:
             sync_db_users=s.sync_db_users,
             skip_admin=s.skip_admin,
             fix_permissions=s.fix_permissions,
+            live_secret=s.live_secret is not None,
         )
 
     def run(self, stop_signal: StopSignal | None = None) -> Report:
@@ -151,6 +153,7 @@ class Rotation:
             config=config,
             deployment=a.deployer.describe().status if a.deployer is not None else "n/a",
             health_check=None if s.sync_db_users else a.http_check,
+            live=read_live(a.store, s.live_secret) if s.live_secret is not None else None,
         )
         the_plan = plan(obs.world, self.options())
         self._describe(obs, the_plan)
@@ -177,6 +180,8 @@ class Rotation:
             admin_pending=w.admin_pending,
             admin_pending_version=av.pending.version_id if av.pending else None,
             config_slot=w.config_slot,
+            live=obs.live.current if obs.live else None,
+            live_slot=w.live_slot,
         )
         ports = Ports(
             store=a.store,
@@ -190,12 +195,15 @@ class Rotation:
             deployer=a.deployer,
             http_check=a.http_check,
             world=w,
+            live_secret=s.live_secret,
         )
         Applier(ports, state, the_plan, self.report, stop=stop, after_step=self.after_step).apply_all()
 
     def _describe(self, obs: Observed, the_plan: Plan) -> None:
         w = obs.world
         self.report.slots_before = {"active": w.secret.active_slot, "config": w.config_slot}
+        if self.settings.live_secret is not None:
+            self.report.slots_before["live"] = w.live_slot
         self.report.notes = list(the_plan.notes)
         self.report.blocked = the_plan.blocked
         observed: dict[str, Any] = {
@@ -217,6 +225,8 @@ class Rotation:
             },
             "deployment": w.deployment,
         }
+        if self.settings.live_secret is not None:
+            observed["live_secret"] = {"slot": w.live_slot, "pending_version": w.live_pending, "exact": w.live_exact}
         if w.admin_problems:
             observed["admin_problems"] = list(w.admin_problems)
         if w.health_precheck is not None:

@@ -24,6 +24,7 @@ class Source(StrEnum):
     CURRENT = "current"  # the slot secret's AWSCURRENT version (as healed so far in this run)
     PENDING = "pending"  # the pending version (observed, or written by this run)
     CONFIG = "config"  # the deployed app config
+    LIVE = "live"  # the live secret's AWSCURRENT (--live-secret), when it names this slot
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,30 @@ class HealthCheck(SlotStep):
     kind = "health_check"
 
 
+# ---------------------------------------------------------------- the live secret (rotator.live)
+
+
+@dataclass(frozen=True)
+class DiscardLivePending(Step):
+    """An interrupted live secret write left an AWSPENDING version: apps read only AWSCURRENT; drop it."""
+
+    kind = "discard_live_pending"
+
+
+@dataclass(frozen=True)
+class WriteLivePending(SlotStep):
+    """Write the live secret pointing at this slot's current credentials, as AWSPENDING."""
+
+    kind = "write_live_pending"
+
+
+@dataclass(frozen=True)
+class PromoteLivePending(SlotStep):
+    """Prove the pending live credentials log in, then make them the live secret's AWSCURRENT."""
+
+    kind = "promote_live_pending"
+
+
 ALL_KINDS: tuple[type[Step], ...] = (
     DiscardAdminPending,
     PromoteAdminPending,
@@ -187,4 +212,7 @@ ALL_KINDS: tuple[type[Step], ...] = (
     RestoreConfig,
     Deploy,
     HealthCheck,
+    DiscardLivePending,
+    WriteLivePending,
+    PromoteLivePending,
 )

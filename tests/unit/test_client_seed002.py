@@ -25,4 +25,3 @@ def test_plugin_hooks_the_engine_to_the_named_loader() -> None:
     loader = get_database_credentials.loader("production", "unit/seed002", "eu-west-1")
     assert loader.source.label.endswith("unit/seed002")
     engine.dispose()
-

@@ -536,7 +536,14 @@ def check_invariants(w: World, opt: Options, p: Plan) -> None:
         assert p.rollback_to == other(p.flip_to) and not opt.sync_db_users
         assert p.rollbacks and all(
             isinstance(
-                p.steps[i], st.RenderConfig | st.WriteSlotPending | st.PromoteSlotPending | st.Deploy | st.HealthCheck
+                p.steps[i],
+                st.RenderConfig
+                | st.WriteSlotPending
+                | st.PromoteSlotPending
+                | st.WriteLivePending
+                | st.PromoteLivePending
+                | st.Deploy
+                | st.HealthCheck,
             )
             for i in p.rollbacks
         )
