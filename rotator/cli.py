@@ -11,14 +11,14 @@ from typing import Any
 
 import click
 
-from rotator import log
-from rotator.config import LOG_JSON, SETTINGS, Settings, Spec, settings_from_options
+from rotator import log, present
+from rotator.config import CLI_ONLY, OUTPUT, SETTINGS, Settings, Spec, settings_from_options
 from rotator.errors import RotatorError
 from rotator.fleet_cli import fleet
 
 F = Callable[..., Any]
 
-_SPECS = {spec.name: spec for spec in (*SETTINGS, LOG_JSON)}
+_SPECS = {spec.name: spec for spec in (*SETTINGS, *CLI_ONLY)}
 
 
 def _opt(*names: str, env: str | list[str], **kw: Any) -> Callable[[F], F]:
@@ -42,15 +42,15 @@ def _option(spec: Spec, **overrides: Any) -> Callable[[F], F]:
 
 
 def rotation_options(f: F, *, exclude: tuple[str, ...] = ()) -> F:
-    for spec in reversed((*SETTINGS, LOG_JSON)):
+    for spec in reversed((*SETTINGS, *CLI_ONLY)):
         if spec.name not in exclude:
             f = _option(spec)(f)
     return f
 
 
 def build_settings(kw: dict[str, Any], *, dry_run: bool) -> Settings:
-    """Settings from the options of rotate/status (``log_json`` is the CLI's own)."""
-    options = {k: v for k, v in kw.items() if k != LOG_JSON.name}
+    """Settings from the options of rotate/status/check (``log_json`` and ``output`` are the CLI's own)."""
+    options = {k: v for k, v in kw.items() if k not in {spec.name for spec in CLI_ONLY}}
     return settings_from_options({**options, "dry_run": dry_run})
 
 
@@ -71,8 +71,32 @@ def _run(kw: dict[str, Any], *, dry_run: bool) -> int:
         log.get_logger("rotator").error(
             "failed", outcome=report.outcome, exit_code=report.exit_code, error=report.error
         )
-    # The report is the last line on stdout, always JSON, scrubbed like every log line.
-    click.echo(log.scrub(json.dumps(report.as_dict())))
+    # The report goes to stdout, scrubbed like every log line: JSON (the last line) for scripts and ECS, a
+    # readable summary and plan on a terminal (--output).
+    _show(kw, report.as_dict(), present.report_text)
+    return report.exit_code
+
+
+def _show(kw: dict[str, Any], report: dict[str, Any], as_text: Callable[[dict[str, Any]], str]) -> None:
+    output = OUTPUT.parse(kw.get(OUTPUT.name) or "auto", OUTPUT.flag)
+    if present.wants_table(output, sys.stdout):
+        click.echo(log.scrub(as_text(report)))
+    else:
+        click.echo(log.scrub(json.dumps(report)))
+
+
+def _check(kw: dict[str, Any]) -> int:
+    log.configure(json=bool(kw.get("log_json")))
+    try:
+        settings = build_settings(kw, dry_run=True)
+        from rotator.check import run_checks
+        from rotator.wiring import build_rotation
+
+        rotation, aws = build_rotation(settings)
+    except RotatorError as exc:
+        return _fail(exc)
+    report = run_checks(rotation, aws)
+    _show(kw, report.as_dict(), present.check_text)
     return report.exit_code
 
 
@@ -104,6 +128,14 @@ def rotate(dry_run: bool, **kw: Any) -> None:
 def status(**kw: Any) -> None:
     """Print what is observed and what `rotate` would do (reads only)."""
     sys.exit(_run(kw, dry_run=True))
+
+
+@main.command()
+@functools.partial(rotation_options, exclude=("dry_run",))
+def check(**kw: Any) -> None:
+    """Pre-flight from here, changing nothing: secrets, TLS, admin rights, names, template, config path, ECS
+    service, health URL. Exit 0 when every check passes, 2 when one fails (each row names the fix)."""
+    sys.exit(_check(kw))
 
 
 def _split(value: str | None) -> list[str] | None:

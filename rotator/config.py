@@ -323,6 +323,21 @@ SETTINGS: tuple[Spec, ...] = tuple(_declared(f) for f in dataclasses.fields(Sett
 LOG_JSON = Spec(name="log_json", help="JSON log lines (stderr).", parse=parsing.flag, is_flag=True, readme=True)
 """Read by the CLI itself, to configure logging before anything else; not a setting of the run."""
 
+OUTPUTS = ("auto", "table", "json")
+OUTPUT = Spec(
+    name="output",
+    help="The report on stdout: a table for people or JSON; auto: a table on a terminal, else JSON (as before).",
+    parse=parsing.choice(OUTPUTS),
+    choices=OUTPUTS,
+    metavar="[auto|table|json]",
+    default_text="auto",
+    readme=True,
+)
+"""Read by the CLI itself, like LOG_JSON: how the report is shown, not a setting of the run."""
+
+CLI_ONLY = (LOG_JSON, OUTPUT)
+"""The options every rotation command has besides the settings."""
+
 _BY_NAME = {spec.name: spec for spec in SETTINGS}
 
 

@@ -166,6 +166,11 @@ class ConfigFile:
         password, and a hostile placeholder in their place, are rendered and read back by the format's own
         reader (:func:`rotator.readback.reads_back`): a value that does not come back exactly is refused.
         """
+        self.check_template(*slots)
+        self.check_path()
+
+    def check_template(self, *slots: Credentials) -> None:
+        """The template half of :meth:`check`: it renders hostile text, and these slots' values, readably."""
         trials = [_trial_credentials(creds) for creds in slots or (None,)]
         for trial in trials:
             self.render(trial, "A")  # a template that breaks on hostile text: its own message
@@ -178,6 +183,10 @@ class ConfigFile:
                 )
         for index, creds in enumerate(slots):
             self._check_carried(creds, chr(ord("A") + index))
+
+    def check_path(self) -> None:
+        """The file half of :meth:`check`: not the template, a regular readable file (or none), and writable by
+        the atomic writer (a probe file is created next to it and removed; the file itself is not touched)."""
         self._check_not_the_template()
         read_regular(self.path)  # a symlink, not a regular file, or unreadable: BadInput
         probe_writable(self.path, owner=self.owner)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rotator.config import LOG_JSON, SETTINGS
+from rotator.config import CLI_ONLY, SETTINGS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 FLAG = re.compile(r"(--[a-z][a-z0-9-]*)(?: ((?:[a-z0-9-]+\\\|)+[a-z0-9-]+))?")
@@ -25,7 +25,7 @@ def flag_table() -> list[tuple[str, str]]:
     return rows
 
 
-DECLARED = {spec.flag: spec for spec in (*SETTINGS, LOG_JSON)}
+DECLARED = {spec.flag: spec for spec in (*SETTINGS, *CLI_ONLY)}
 
 
 def test_the_table_lists_exactly_the_settings_marked_for_it_with_their_choices() -> None:
