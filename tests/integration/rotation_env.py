@@ -1,6 +1,8 @@
-"""A rotation set-up on a real database and the moto server: two secrets, a template, a config path.
+"""A rotation set-up on a real database and a real secret store: two secrets, a template, a config path.
 
-Runs the real `rotator` command, in-process (click's runner) or as a subprocess (crash tests).
+The store is reached through a driver (tests/integration/store_drivers.py): Secrets Manager on the moto
+server unless another is given. Runs the real `rotator` command, in-process (click's runner) or as a
+subprocess (crash tests).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rotator.cli import main
 from rotator.errors import ExitCode
 from rotator.render import read_deployed
 from tests.harness import AwsEnv, DbEnv
+from tests.integration.store_drivers import CURRENT, PENDING, SecretsManagerDriver, StoreDriver
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "templates" / "sqlconf.php.j2"
@@ -51,6 +54,11 @@ class RotationEnv:
     config_path: Path = field(default_factory=Path)
     template: Path = TEMPLATE
     seen_passwords: set[str] = field(default_factory=set)
+    store: StoreDriver = field(default=None)  # type: ignore[assignment]  # set by make_env
+
+    def __post_init__(self) -> None:
+        if self.store is None:
+            self.store = SecretsManagerDriver(self.aws)
 
     @property
     def sm(self) -> Any:
@@ -62,6 +70,7 @@ class RotationEnv:
             "ROTATOR_ADMIN_SECRET": self.admin_arn,
             "ROTATOR_AWS_ENDPOINT_URL": self.aws.endpoint_url,
             "ROTATOR_REGION": self.aws.region,
+            **self.store.env(),
             "ROTATOR_DB_TLS": "disable",
             "ROTATOR_TEMPLATE": str(self.template),
             "ROTATOR_CONFIG_PATH": str(self.config_path),
@@ -109,31 +118,27 @@ class RotationEnv:
 
     # ----------------------------------------------------------- reading state
 
-    def secret(self, stage: str = "AWSCURRENT", arn: str | None = None) -> dict[str, Any] | None:
-        try:
-            value = self.sm.get_secret_value(SecretId=arn or self.slot_arn, VersionStage=stage)["SecretString"]
-        except self.sm.exceptions.ResourceNotFoundException:
+    def secret(self, stage: str = CURRENT, arn: str | None = None) -> dict[str, Any] | None:
+        value = self.store.read(arn or self.slot_arn, stage)
+        if value is None:
             return None
         data: dict[str, Any] = json.loads(value)
         return data
 
-    def admin(self, stage: str = "AWSCURRENT") -> dict[str, Any] | None:
+    def admin(self, stage: str = CURRENT) -> dict[str, Any] | None:
         return self.secret(stage, self.admin_arn)
 
     def put_current(self, data: dict[str, Any], arn: str | None = None) -> None:
-        """Replace AWSCURRENT by hand (simulating drift). moto's plain put_secret_value can leave AWSCURRENT on
-        two versions after a label move, so move the label explicitly, as real AWS would."""
-        arn = arn or self.slot_arn
-        old = next(v for v, st in self.stages(arn).items() if "AWSCURRENT" in st)
-        new = self.sm.put_secret_value(SecretId=arn, SecretString=json.dumps(data), VersionStages=["TEST"])["VersionId"]
-        self.sm.update_secret_version_stage(
-            SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=new, RemoveFromVersionId=old
-        )
-        self.sm.update_secret_version_stage(SecretId=arn, VersionStage="TEST", RemoveFromVersionId=new)
+        """Replace the current value by hand (simulating drift)."""
+        self.store.put_current(arn or self.slot_arn, json.dumps(data))
 
-    def stages(self, arn: str | None = None) -> dict[str, list[str]]:
-        described = self.sm.describe_secret(SecretId=arn or self.slot_arn)
-        return {k: sorted(v) for k, v in described["VersionIdsToStages"].items()}
+    def put_pending(self, data: dict[str, Any], arn: str | None = None) -> None:
+        """Leave a pending version behind, as a run that crashed right after writing it would."""
+        self.store.put_pending(arn or self.slot_arn, json.dumps(data))
+
+    def stages(self, arn: str | None = None) -> object:
+        """The store's versions and labels (or their equivalent) of a secret: what a run may change."""
+        return self.store.fingerprint(arn or self.slot_arn)
 
     def remember(self) -> None:
         """Collect every password stored so far (for 'replaced passwords fail' and log scans), and keep the
@@ -142,9 +147,8 @@ class RotationEnv:
         if admin is not None and self.db.login_works(admin["username"], admin["password"]):
             self.db.admin_password = admin["password"]
         for arn in (self.slot_arn, self.admin_arn):
-            versions = self.sm.list_secret_version_ids(SecretId=arn, IncludeDeprecated=True)["Versions"]
-            for v in versions:
-                data = json.loads(self.sm.get_secret_value(SecretId=arn, VersionId=v["VersionId"])["SecretString"])
+            for value in self.store.values(arn):
+                data = json.loads(value)
                 for slot in ("A", "B"):
                     if isinstance(data.get(slot), dict) and data[slot].get("password"):
                         self.seen_passwords.add(data[slot]["password"])
@@ -169,8 +173,8 @@ class RotationEnv:
         (``loader``: no config file, the apps follow the secret)."""
         cur = self.secret()
         assert cur is not None
-        assert self.secret("AWSPENDING") is None, "AWSPENDING left behind"
-        assert self.admin("AWSPENDING") is None, "admin AWSPENDING left behind"
+        assert self.secret(PENDING) is None, "AWSPENDING left behind"
+        assert self.admin(PENDING) is None, "admin AWSPENDING left behind"
         live = {cur["A"]["password"], cur["B"]["password"]}
         for slot in ("A", "B"):
             creds = cur[slot]
@@ -186,12 +190,28 @@ class RotationEnv:
         assert self.config_password() == cur[cur["active_slot"]]["password"]
 
 
-def make_env(db: DbEnv, aws: AwsEnv, tmp: Path, *, create_users: bool = True, tag: str = "") -> RotationEnv:
-    """Secrets for two slot users (created with their passwords unless create_users=False) and the admin."""
+def make_env(
+    db: DbEnv,
+    aws: AwsEnv,
+    tmp: Path,
+    *,
+    create_users: bool = True,
+    tag: str = "",
+    store: StoreDriver | None = None,
+) -> RotationEnv:
+    """Secrets for two slot users (created with their passwords unless create_users=False) and the admin, in
+    ``store`` (Secrets Manager on moto when None)."""
     from tests.harness import strong_password
 
     tmp.mkdir(parents=True, exist_ok=True)
-    env = RotationEnv(db=db, aws=aws, tmp=tmp, user_a=db.user(f"{tag}app_a"), user_b=db.user(f"{tag}app_b"))
+    env = RotationEnv(
+        db=db,
+        aws=aws,
+        tmp=tmp,
+        user_a=db.user(f"{tag}app_a"),
+        user_b=db.user(f"{tag}app_b"),
+        store=store or SecretsManagerDriver(aws),
+    )
     env.config_path = tmp / "sqlconf.php"
     pw_a, pw_b = strong_password(), strong_password()
     slot = {
@@ -201,8 +221,8 @@ def make_env(db: DbEnv, aws: AwsEnv, tmp: Path, *, create_users: bool = True, ta
         "B": {"username": env.user_b, "password": pw_b, "host": db.host, "port": str(db.port), "dbname": db.dbname},
     }
     admin = {"username": db.admin_user, "password": db.admin_password, "host": db.host, "port": db.port}
-    env.slot_arn = aws.create_secret(f"{tag}slots", json.dumps(slot))
-    env.admin_arn = aws.create_secret(f"{tag}admin", json.dumps(admin))
+    env.slot_arn = env.store.create(f"{tag}slots", json.dumps(slot))
+    env.admin_arn = env.store.create(f"{tag}admin", json.dumps(admin))
     if create_users:
         from rotator.db import get_engine
         from rotator.db.base import Endpoint, TlsConfig
