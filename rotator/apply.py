@@ -45,6 +45,7 @@ from rotator.steps import (
     SetPassword,
     Source,
     Step,
+    SyncGrants,
     VerifyAdmin,
     VerifyLogin,
     WriteAdminPending,
@@ -229,6 +230,19 @@ def _verify_login(step: VerifyLogin, p: Ports, s: State) -> None:
 def _mark_user(step: MarkUser, p: Ports, s: State) -> None:
     creds = s.secret.slot(step.on)
     p.session.mark_user(creds.username, dbname=creds.dbname)
+
+
+@handles(SyncGrants)
+def _sync_grants(step: SyncGrants, p: Ports, s: State) -> None:
+    """Re-read both users' rights now (not the observed list), grant what the standby lacks, then prove it."""
+    source, target = s.secret.slot(other(step.on)).username, s.secret.slot(step.on).username
+    p.session.execute(p.session.grant_statements(source, target))
+    still = p.session.missing_grants(source, target)
+    if still:
+        raise DatabaseError(
+            f"slot {step.on}'s user {target!r} still lacks {', '.join(still)} after granting it (the admin may not "
+            f"hold the right to grant it): grant it to {target!r} by hand as the object's owner, then re-run"
+        )
 
 
 # ---------------------------------------------------------------- config, deployment, health

@@ -20,7 +20,7 @@ from rotator.live import LiveVersions, slot_of
 from rotator.log import get_logger, register_secret
 from rotator.plan import SlotState, Source, World
 from rotator.render import ConfigFile, DeployedConfig
-from rotator.secrets import SLOTS, AdminSecret, Credentials, Slot, SlotSecret, normalize_engine
+from rotator.secrets import SLOTS, AdminSecret, Credentials, Slot, SlotSecret, normalize_engine, other
 from rotator.store.base import SecretStore, SecretVersions
 
 log = get_logger("rotator")
@@ -242,6 +242,10 @@ def observe(
             owner_member=info.owner_member,
             other_hosts=() if info.exists else info.hosts,
         )
+    grants_missing: dict[Slot, tuple[str, ...]] = {}
+    if all(state.exists for state in slots.values()):
+        for slot in SLOTS:
+            grants_missing[slot] = session.missing_grants(s.slot(other(slot)).username, s.slot(slot).username)
     world = World(
         secret=s,
         pending=p,
@@ -263,6 +267,7 @@ def observe(
         live_exact=live is not None
         and live_slot is not None
         and live.current.owned() == live.current.pointing_at(s.slot(live_slot), engine.name).owned(),
+        grants_missing=grants_missing,
     )
     return Observed(world, sec, deployed, live)
 

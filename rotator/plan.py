@@ -38,6 +38,7 @@ from rotator.steps import (
     SetPassword,
     Source,
     Step,
+    SyncGrants,
     VerifyAdmin,
     VerifyLogin,
     WriteAdminPending,
@@ -86,6 +87,8 @@ class World:
     live_password: str | None = field(default=None, repr=False)
     live_pending: bool = False
     live_exact: bool = False
+    # Per slot: the rights the other slot's user holds and this one's lacks (both users exist), by name.
+    grants_missing: Mapping[Slot, tuple[str, ...]] = field(default_factory=dict)
 
     def password(self, slot: Slot, source: Source) -> str | None:
         if source is Source.CURRENT:
@@ -364,6 +367,9 @@ def _reconcile_steps(
                 f"slot {slot} is in use and none of its known passwords logs in: the app may be down; "
                 "the flip moves it to a working slot and the old slot then gets a fresh password"
             )
+    sync, note = _sync_grants(w, protected, missing)
+    steps += sync
+    notes += note
     if opt.fix_permissions:
         steps.append(FixPermissions("set the config file's mode and owner"))
     active = live if persist_flip and live is not None else base.active_slot
@@ -377,6 +383,32 @@ def _reconcile_steps(
         or works(slot, base.slot(slot).password)
     )
     return steps, _Reconciled(active, persist_flip, working), notes
+
+
+def _sync_grants(w: World, protected: set[Slot], missing: list[Slot]) -> tuple[list[Step], list[str]]:
+    """Heal the standby's rights to the live slot's before any flip; the slots in use are never touched."""
+    steps: list[Step] = []
+    notes: list[str] = []
+    for slot in SLOTS:
+        lacks = w.grants_missing.get(slot, ())
+        if not lacks or not w.slots[slot].exists or slot in missing:
+            continue
+        if slot in protected:
+            if other(slot) not in protected:
+                continue  # the standby holds more than the live slot: harmless, never revoked
+            notes.append(
+                f"slot {slot} lacks rights slot {other(slot)} holds ({', '.join(lacks)}), but both slots may be in "
+                "use: not healed in this run"
+            )
+            continue
+        steps.append(
+            SyncGrants(
+                f"slot {slot} lacks rights the live slot {other(slot)} holds: grant them before any flip",
+                on=slot,
+                missing=tuple(lacks),
+            )
+        )
+    return steps, notes
 
 
 # ---------------------------------------------------------------- phase 5: flip

@@ -140,6 +140,20 @@ class MarkUser(SlotStep):
     kind = "mark_user"
 
 
+@dataclass(frozen=True)
+class SyncGrants(SlotStep):
+    """Give the standby slot user the rights the live slot's user holds and it lacks (never revokes; never run on
+    the live slot). ``missing``: those rights as observed, normalised by name."""
+
+    kind = "sync_grants"
+    missing: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out["missing"] = list(self.missing)
+        return out
+
+
 # ---------------------------------------------------------------- config, deployment, health
 
 
@@ -207,6 +221,7 @@ ALL_KINDS: tuple[type[Step], ...] = (
     SetPassword,
     VerifyLogin,
     MarkUser,
+    SyncGrants,
     FixPermissions,
     RenderConfig,
     RestoreConfig,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 TlsMode = Literal["disable", "require", "verify-ca", "verify-full"]
 TLS_MODES: tuple[TlsMode, ...] = ("disable", "require", "verify-ca", "verify-full")
@@ -58,6 +59,17 @@ class UserInfo:
     hosts: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Statement:
+    """One administration statement: ``text`` is the exact SQL shown by a dry run and the report (identifiers
+    quoted as the driver quotes them; a password appears only as a placeholder naming its verifier/hash), and
+    ``query``/``params`` are what the driver runs (params may hold a hash: never shown)."""
+
+    text: str
+    query: Any = field(repr=False)
+    params: tuple[Any, ...] = field(default=(), repr=False)
+
+
 class AdminSession(Protocol):
     """One admin connection, held for the whole run (it also holds the advisory lock)."""
 
@@ -88,6 +100,21 @@ class AdminSession(Protocol):
     def set_password(self, username: str, password: str) -> None: ...
 
     def show_grants(self, username: str) -> list[str]: ...
+
+    def missing_grants(self, source: str, target: str) -> tuple[str, ...]:
+        """The rights ``source`` holds and ``target`` lacks, normalised by name (reads only). MySQL: SHOW GRANTS of
+        both accounts (``user@user_host``), split into (privilege, object); PostgreSQL: role memberships,
+        ``ALTER ROLE .. SET`` settings (everywhere and in this database) and direct grants on this database's
+        objects."""
+        ...
+
+    def grant_statements(self, source: str, target: str) -> list[Statement]:
+        """The statements that give ``target`` what :meth:`missing_grants` lists (reads only; never revokes)."""
+        ...
+
+    def execute(self, statements: Sequence[Statement]) -> None:
+        """Run statements built by this session, in order."""
+        ...
 
     def try_lock(self, name: str) -> bool:
         """Take a session-level advisory lock without waiting; False if another session holds it."""

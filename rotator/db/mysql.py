@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import re
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -56,7 +56,7 @@ from rotator.db._common import (
     validate_mysql_host,
     validate_mysql_user,
 )
-from rotator.db.base import TLS_MODES, Endpoint, LoginResult, TlsConfig, UserInfo
+from rotator.db.base import TLS_MODES, Endpoint, LoginResult, Statement, TlsConfig, UserInfo
 from rotator.db.mysql_auth import caching_sha2_password_hash, native_password_hash
 from rotator.errors import AdminLoginFailed, BadInput, DatabaseError
 from rotator.log import get_logger
@@ -124,11 +124,8 @@ def strip_auth_clause(grant: str) -> str:
     return _AUTH_CLAUSE.sub("", grant)
 
 
-def grant_template(grant: str, user: str, host: str) -> str | None:
-    """Turn one SHOW GRANTS line of ``user@host`` into a pymysql statement whose grantee is ``%s@%s``.
-
-    Returns None for the bare ``GRANT USAGE ON *.*`` line, which carries nothing but authentication.
-    """
+def _split_grant(grant: str, user: str, host: str) -> tuple[str, str, str]:
+    """(head, keyword, tail) of one SHOW GRANTS line of ``user@host``: the text before and after its grantee."""
     line = strip_auth_clause(grant.strip())
     found: tuple[int, str, str] | None = None  # (position, keyword, grantee as printed)
     for grantee in (quote_mysql_identifier(user) + "@" + quote_mysql_identifier(host), f"'{user}'@'{host}'"):
@@ -139,10 +136,78 @@ def grant_template(grant: str, user: str, host: str) -> str | None:
     if found is None:
         raise DatabaseError(f"cannot find the grantee in SHOW GRANTS line {line!r}: copy the grants by hand")
     at, keyword, grantee = found
-    head, tail = line[:at], line[at + len(keyword) + len(grantee) + 2 :]
+    return line[:at], keyword, line[at + len(keyword) + len(grantee) + 2 :]
+
+
+def grant_template(grant: str, user: str, host: str) -> str | None:
+    """Turn one SHOW GRANTS line of ``user@host`` into a pymysql statement whose grantee is ``%s@%s``.
+
+    Returns None for the bare ``GRANT USAGE ON *.*`` line, which carries nothing but authentication.
+    """
+    head, keyword, tail = _split_grant(grant, user, host)
     if _BARE_USAGE.fullmatch(head) and not tail.strip():
         return None
     return f"{escape_pyformat(head)} {keyword} %s@%s{escape_pyformat(tail)}"
+
+
+def _top_level(text: str, separator: str) -> list[str]:
+    """Split ``text`` at ``separator`` outside backticks, quotes and parentheses."""
+    parts, depth, quote, start, i = [], 0, "", 0, 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "`'":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0 and text.startswith(separator, i):
+            parts.append(text[start:i])
+            i += len(separator)
+            start = i
+            continue
+        i += 1
+    parts.append(text[start:])
+    return parts
+
+
+def grant_atoms(grant: str, user: str, host: str) -> list[str]:
+    """One SHOW GRANTS line of ``user@host`` as rights that do not name it: ``SELECT ON `db`.*``, ``GRANT OPTION
+    ON `db`.*``, ``GRANT `role``` (a role), ``SET DEFAULT ROLE `r` FOR <grantee>``; bare USAGE is nothing."""
+    head, keyword, tail = _split_grant(grant, user, host)
+    tail = tail.strip()
+    if keyword == "FOR" or not head.startswith("GRANT "):
+        return [f"{head} {keyword} <grantee>{(' ' + tail) if tail else ''}"]
+    on = _top_level(head[len("GRANT ") :], " ON ")
+    if len(on) != 2:  # a role grant: GRANT `role` [WITH ADMIN OPTION]
+        return [f"{head}{(' ' + tail) if tail else ''}"]
+    privileges, target = on
+    atoms = [f"{p.strip()} ON {target}" for p in _top_level(privileges, ",") if p.strip() and p.strip() != "USAGE"]
+    rest = tail
+    if re.search(r"\bGRANT OPTION\b", tail):
+        atoms.append(f"GRANT OPTION ON {target}")
+        rest = re.sub(r"\bGRANT OPTION\b", "", rest)
+    rest = re.sub(r"^WITH\b", "", rest.strip()).strip()
+    if rest:
+        atoms.append(f"{rest} ON {target}")
+    return atoms
+
+
+def missing_atoms(source: Iterable[str], target: set[str]) -> list[str]:
+    """The rights of ``source`` that ``target`` lacks; ``ALL PRIVILEGES ON x`` covers every privilege on x
+    (not GRANT OPTION)."""
+    out = []
+    for atom in source:
+        if atom in target or atom in out:
+            continue
+        privilege, sep, on = atom.partition(" ON ")
+        if sep and privilege != "GRANT OPTION" and f"ALL PRIVILEGES ON {on}" in target:
+            continue
+        out.append(atom)
+    return out
 
 
 def _ssl_context(tls: TlsConfig) -> ssl.SSLContext | None:
@@ -523,6 +588,59 @@ class MySQLAdminSession:
         with translate_errors(action, (pymysql.err.MySQLError,), describe=_message):
             rows = self._execute("SHOW GRANTS FOR %s@%s", (username, self._host))
         return [strip_auth_clause(str(line)) for (line,) in rows]
+
+    # ------------------------------------------------------------ grants kept equal
+
+    def _atoms_of(self, user: str, hosts: Sequence[str]) -> list[tuple[str, list[str]]]:
+        """(SHOW GRANTS line, its rights) of ``user`` at each host, in order."""
+        out = []
+        for host in hosts:
+            for line in self._grants_of(user, host)[0]:
+                out.append((line, grant_atoms(line, user, host)))
+        return out
+
+    def missing_grants(self, source: str, target: str) -> tuple[str, ...]:
+        validate_mysql_user(source)
+        validate_mysql_user(target)
+        action = f"comparing the grants of users {source!r} and {target!r}"
+        with translate_errors(action, (pymysql.err.MySQLError,), describe=_message):
+            have = {a for _, atoms in self._atoms_of(target, [self._host]) for a in atoms}
+            found = [a for _, atoms in self._atoms_of(source, [self._host]) for a in atoms]
+            return tuple(missing_atoms(found, have))
+
+    def grant_statements(
+        self, source: str, target: str, *, source_hosts: Sequence[str] | None = None
+    ) -> list[Statement]:
+        """The source's SHOW GRANTS lines (of ``source_hosts``, default ``--mysql-user-host``) that hold a right
+        ``target@user_host`` lacks, re-addressed to it."""
+        validate_mysql_user(source)
+        validate_mysql_user(target)
+        hosts = list(source_hosts) if source_hosts is not None else [self._host]
+        action = f"comparing the grants of users {source!r} and {target!r}"
+        with translate_errors(action, (pymysql.err.MySQLError,), describe=_message):
+            have = set()
+            if self._exists(target):
+                have = {a for _, atoms in self._atoms_of(target, [self._host]) for a in atoms}
+            out: list[Statement] = []
+            for host in hosts:
+                for line, atoms in self._atoms_of(source, [host]):
+                    if not missing_atoms(atoms, have):
+                        continue
+                    template = grant_template(line, source, host)
+                    if template is None:
+                        continue
+                    params = (target, self._host)
+                    with self._conn.cursor() as cur:
+                        text = cur.mogrify(template, params)
+                    out.append(Statement(text, template, params))
+                    have.update(atoms)
+            return out
+
+    def execute(self, statements: Sequence[Statement]) -> None:
+        for statement in statements:
+            with translate_errors(statement.text, (pymysql.err.MySQLError,), describe=_message):
+                self._execute(statement.query, statement.params)
+            log.info("statement", engine="mysql", sql=statement.text)
 
     def try_lock(self, name: str) -> bool:
         with translate_errors("taking the lock", (pymysql.err.MySQLError,), describe=_message):

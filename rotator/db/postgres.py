@@ -25,13 +25,15 @@ there).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import re
 import ssl
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, LiteralString
+from typing import Any, LiteralString, cast
 
 import psycopg
 from psycopg import sql
@@ -42,7 +44,7 @@ from rotator.db._common import (
     translate_errors,
     validate_pg_identifier,
 )
-from rotator.db.base import TLS_MODES, Endpoint, LoginResult, TlsConfig, UserInfo
+from rotator.db.base import TLS_MODES, Endpoint, LoginResult, Statement, TlsConfig, UserInfo
 from rotator.errors import AdminLoginFailed, BadInput, DatabaseError
 from rotator.log import get_logger
 
@@ -148,6 +150,90 @@ _CAN_GRANT_ON_SCHEMA: LiteralString = (
     "SELECT has_schema_privilege('public', 'USAGE WITH GRANT OPTION')"
     " AND has_schema_privilege('public', 'CREATE WITH GRANT OPTION')"
 )
+
+
+# The privileges aclexplode() reports: the only words that reach a GRANT built from the catalogs.
+_ACL_PRIVILEGES = frozenset(
+    {
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "TRUNCATE",
+        "REFERENCES",
+        "TRIGGER",
+        "USAGE",
+        "CREATE",
+        "CONNECT",
+        "TEMPORARY",
+        "EXECUTE",
+        "MAINTAIN",
+        "SET",
+        "ALTER SYSTEM",
+    }
+)
+# Direct grants to one role on this database and its objects: (object kind, schema, name, routine arguments,
+# column, privilege, with grant option). Routine arguments are the server's own rendering
+# (pg_get_function_identity_arguments), the only catalog text a statement takes unquoted.
+_OBJECT_GRANTS_QUERY: LiteralString = """
+WITH r AS (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
+SELECT 'DATABASE', NULL, d.datname, NULL, NULL, a.privilege_type, a.is_grantable
+  FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = current_database() AND a.grantee = (SELECT oid FROM r)
+UNION ALL
+SELECT 'SCHEMA', NULL, n.nspname, NULL, NULL, a.privilege_type, a.is_grantable
+  FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = (SELECT oid FROM r)
+UNION ALL
+SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname, NULL, NULL,
+       a.privilege_type, a.is_grantable
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
+ WHERE a.grantee = (SELECT oid FROM r)
+UNION ALL
+SELECT 'TABLE', n.nspname, c.relname, NULL, t.attname, a.privilege_type, a.is_grantable
+  FROM pg_attribute t JOIN pg_class c ON c.oid = t.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace,
+       aclexplode(t.attacl) a
+ WHERE a.grantee = (SELECT oid FROM r) AND NOT t.attisdropped
+UNION ALL
+SELECT 'ROUTINE', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), NULL, a.privilege_type,
+       a.is_grantable
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace, aclexplode(p.proacl) a
+ WHERE a.grantee = (SELECT oid FROM r)
+UNION ALL
+SELECT 'TYPE', n.nspname, t.typname, NULL, NULL, a.privilege_type, a.is_grantable
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace, aclexplode(t.typacl) a
+ WHERE a.grantee = (SELECT oid FROM r)
+"""
+
+# Settings whose stored value is a list of (quoted) identifiers: given back one literal per element, else the
+# server would take the whole list as one name.
+_LIST_QUOTE_SETTINGS = frozenset(
+    {"search_path", "temp_tablespaces", "session_preload_libraries", "local_preload_libraries"}
+)
+
+
+def _setting_value(name: str, value: str) -> sql.Composable:
+    """The value of a stored ``name=value`` role setting, as ``ALTER ROLE .. SET`` takes it back."""
+    if name.lower() not in _LIST_QUOTE_SETTINGS:
+        return sql.Literal(value)
+    elements, current, quoted, i = [], "", False, 0
+    while i < len(value):
+        ch = value[i]
+        if ch == '"':
+            if quoted and value[i + 1 : i + 2] == '"':
+                current += '"'
+                i += 1
+            else:
+                quoted = not quoted
+        elif ch == "," and not quoted:
+            elements.append(current.strip())
+            current = ""
+        else:
+            current += ch
+        i += 1
+    elements.append(current.strip())
+    return sql.SQL(", ").join(sql.Literal(e) for e in elements)
+
+
+GrantItem = Callable[..., sql.Composed]  # called with target=Identifier: the statement that gives it this right
 
 
 class PostgresEngine:
@@ -455,6 +541,76 @@ class PostgresAdminSession:
                 if self._one("SELECT has_schema_privilege(%s, 'public', %s)", (username, priv)):
                     lines.append(f"{priv} ON SCHEMA public")
             return lines
+
+    # ------------------------------------------------------------ grants kept equal
+
+    def _grant_items(self, username: str) -> dict[str, GrantItem]:
+        """What ``username`` holds, by a name that does not mention it -> how to give it to another role."""
+        items: dict[str, GrantItem] = {}
+        for role, admin in self._conn.execute(
+            "SELECT g.rolname, m.admin_option FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+            "JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = %s",
+            (username,),
+        ).fetchall():
+            option = " WITH ADMIN OPTION" if admin else ""
+            items[f"MEMBER OF {role}{option}"] = functools.partial(
+                sql.SQL("GRANT {role} TO {target}" + (" WITH ADMIN OPTION" if admin else "")).format,
+                role=sql.Identifier(role),
+            )
+        dbname = self._one("SELECT current_database()")
+        for in_db, setting in self._conn.execute(
+            "SELECT s.setdatabase <> 0, unnest(s.setconfig) FROM pg_db_role_setting s "
+            "JOIN pg_roles u ON u.oid = s.setrole WHERE u.rolname = %s AND s.setdatabase IN "
+            "(0, (SELECT oid FROM pg_database WHERE datname = current_database()))",
+            (username,),
+        ).fetchall():
+            name, _, value = str(setting).partition("=")
+            items[f"SET {name}={value}" + (" IN DATABASE" if in_db else "")] = functools.partial(
+                sql.SQL("ALTER ROLE {target}{scope} SET {name} = {value}").format,
+                scope=sql.SQL(" IN DATABASE {}").format(sql.Identifier(dbname)) if in_db else sql.SQL(""),
+                name=sql.Identifier(*name.split(".")),
+                value=_setting_value(name, value),
+            )
+        for kind, schema, name, args, column, privilege, grantable in self._conn.execute(
+            _OBJECT_GRANTS_QUERY, {"role": username}
+        ).fetchall():
+            if privilege not in _ACL_PRIVILEGES:
+                continue
+            what = sql.SQL("{}{} ON {} {}{}{}").format(
+                sql.SQL(privilege),
+                sql.SQL(" ({})").format(sql.Identifier(column)) if column else sql.SQL(""),
+                sql.SQL(kind),
+                sql.Identifier(schema, name) if schema else sql.Identifier(name),
+                sql.SQL("(" + cast(LiteralString, args) + ")") if args is not None else sql.SQL(""),
+                sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL(""),
+            )
+            items[what.as_string(self._conn)] = functools.partial(sql.SQL("GRANT {what} TO {target}").format, what=what)
+        return items
+
+    def missing_grants(self, source: str, target: str) -> tuple[str, ...]:
+        validate_pg_identifier(source)
+        validate_pg_identifier(target)
+        with translate_errors(f"comparing the rights of roles {source!r} and {target!r}", (psycopg.Error,)):
+            have = self._grant_items(target)
+            return tuple(sorted(k for k in self._grant_items(source) if k not in have))
+
+    def grant_statements(self, source: str, target: str) -> list[Statement]:
+        validate_pg_identifier(source)
+        validate_pg_identifier(target)
+        with translate_errors(f"comparing the rights of roles {source!r} and {target!r}", (psycopg.Error,)):
+            have = self._grant_items(target)
+            out: list[Statement] = []
+            for key, make in sorted(self._grant_items(source).items()):
+                if key not in have:
+                    query = make(target=sql.Identifier(target))
+                    out.append(Statement(query.as_string(self._conn), query))
+            return out
+
+    def execute(self, statements: Sequence[Statement]) -> None:
+        for statement in statements:
+            with translate_errors(statement.text, (psycopg.Error,)):
+                self._conn.execute(statement.query, statement.params or None)
+            log.info("statement", engine="postgres", sql=statement.text)
 
     def try_lock(self, name: str) -> bool:
         with translate_errors("taking the advisory lock", (psycopg.Error,)):

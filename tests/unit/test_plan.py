@@ -34,6 +34,7 @@ class K:
     SET_ADMIN_PASSWORD = st.SetAdminPassword.kind
     VERIFY_ADMIN = st.VerifyAdmin.kind
     MARK_USER = st.MarkUser.kind
+    SYNC_GRANTS = st.SyncGrants.kind
 
 
 def creds(user: str, pw: str) -> Credentials:
@@ -447,6 +448,10 @@ _PENDINGS: list[dict[str, Any] | None] = [
 ]
 
 
+# Each slot lacking something the other holds: the plan heals the standby's only (one-sided drift is a table test).
+_GRANTS: list[dict[Slot, tuple[str, ...]]] = [{}, {"A": ("SELECT ON TABLE reports",), "B": ("SET role=app_owner",)}]
+
+
 def enumerate_worlds() -> list[tuple[World, Options]]:
     worlds = []
     for active, config, pend, admin, renders, sync, config_pw in itertools.product(
@@ -470,9 +475,11 @@ def enumerate_worlds() -> list[tuple[World, Options]]:
             if pend.get("identity"):
                 p = p.with_slot("B", Credentials("renamed_b", "pb-pending", "db", 5432, "app"))
         same = {slot: None if p is None else p.slot(slot).password == s.slot(slot).password for slot in SLOTS}
-        for a_state, b_state in itertools.product(
-            _slot_states(same["A"], config == "A"), _slot_states(same["B"], config == "B")
+        for a_state, b_state, grants in itertools.product(
+            _slot_states(same["A"], config == "A"), _slot_states(same["B"], config == "B"), _GRANTS
         ):
+            if grants and not (a_state.exists and b_state.exists):
+                continue  # rights are compared only between two existing users
             states = {"A": a_state, "B": b_state}
             config_password = "the-config-password" if config else None
             if config is not None and config_pw == "the current one":
@@ -491,6 +498,7 @@ def enumerate_worlds() -> list[tuple[World, Options]]:
                 config_slot=config,
                 config_present=config is not None,
                 config_password=config_password,
+                grants_missing=grants,
             )
             worlds.append((w, Options(renders_config=renders, sync_db_users=sync)))
     return worlds
@@ -523,11 +531,19 @@ def check_invariants(w: World, opt: Options, p: Plan) -> None:
             # The live slot is never given a password it does not already use, before the flip is proven.
             if i < health_at:
                 assert s.on not in in_use or not w.slots[s.on].exists, (w, opt, kinds, s)
+        if isinstance(s, st.SyncGrants):
+            # Rights are healed on the standby only, before the flip, and only to what was seen missing.
+            assert s.on not in in_use and s.on != w.secret.active_slot and w.slots[s.on].exists, (w, opt, kinds)
+            assert i < health_at and s.missing == w.grants_missing[s.on], (w, opt, kinds)
         if isinstance(s, st.PromoteSlotPending):
             if not written:  # finishing the observed pending version: only one of the same identity
                 assert pending_open and w.pending is not None and same_identity(w.pending, w.secret), (w, opt)
             written = pending_open = False
     assert not written, "a pending slot version is left unpromoted"
+    in_use_now = {w.secret.active_slot} | ({w.config_slot} if opt.renders_config and w.config_works else set())
+    for slot in SLOTS:
+        if w.grants_missing.get(slot) and slot not in in_use_now:
+            assert [x for x in p.steps if isinstance(x, st.SyncGrants) and x.on == slot], (w, opt, kinds)
     if w.pending is not None:
         assert (
             kinds and kinds[0] in (K.DISCARD_SLOT_PENDING, K.SET_PASSWORD, K.CREATE_USER, K.PROMOTE_SLOT_PENDING)
@@ -555,7 +571,7 @@ def check_invariants(w: World, opt: Options, p: Plan) -> None:
 
 def test_every_enumerated_world_keeps_the_invariants() -> None:
     worlds = enumerate_worlds()
-    assert len(worlds) >= 10_000
+    assert len(worlds) >= 20_000
     started = time.monotonic()
     for w, opt in worlds:
         check_invariants(w, opt, plan(w, opt))
@@ -575,3 +591,35 @@ def test_a_consistent_world_needs_no_healing(active: Slot, config: bool) -> None
     assert plan(w, opt).kinds == (FLIP if config else loader_flip) + ROTATE_OLD + ADMIN, (
         "heal steps on a consistent world"
     )
+
+
+# ------------------------------------------------------------------ grants kept equal
+
+
+def test_standby_lacking_rights_of_the_live_slot_is_synced_before_the_flip() -> None:
+    p = run(world(grants_missing={"B": ("SELECT ON TABLE reports",)}))
+    assert p.kinds == [K.SYNC_GRANTS, *NORMAL]
+    assert step(p, K.SYNC_GRANTS).slot == "B" and step(p, K.SYNC_GRANTS).missing == ("SELECT ON TABLE reports",)
+
+
+def test_the_live_slot_is_never_given_the_standbys_rights() -> None:
+    assert run(world(grants_missing={"A": ("SELECT ON TABLE reports",)})).kinds == NORMAL
+    p = run(world(active="B", config="B", grants_missing={"B": ("x",), "A": ("y",)}))
+    assert [s.slot for s in p.steps if s.kind == K.SYNC_GRANTS] == ["A"]
+
+
+def test_grants_are_synced_by_sync_db_users_too() -> None:
+    assert run(world(grants_missing={"B": ("MEMBER OF app_owner",)}), sync_db_users=True).kinds == [K.SYNC_GRANTS]
+
+
+def test_an_interrupted_flip_uses_both_slots_so_grants_wait() -> None:
+    p = run(world(active="A", config="B", grants_missing={"A": ("x",)}))
+    assert K.SYNC_GRANTS not in p.kinds
+    assert any("both slots may be in use" in n for n in p.notes)
+
+
+def test_a_crash_inside_create_user_is_healed_by_the_sync() -> None:
+    """PostgreSQL: the standby was created and marked, then the run died before GRANT owner / SET role."""
+    half = {"B": ("MEMBER OF app_owner", "SET role=app_owner")}
+    p = run(world(b="pending", pending={"changed": ["B"]}, grants_missing=half))
+    assert p.kinds[:2] == [K.PROMOTE_SLOT_PENDING, K.SYNC_GRANTS]
