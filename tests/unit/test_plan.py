@@ -534,6 +534,7 @@ def check_invariants(w: World, opt: Options, p: Plan) -> None:
         if isinstance(s, st.SyncGrants):
             # Rights are healed on the standby only, before the flip, and only to what was seen missing.
             assert s.on not in in_use and s.on != w.secret.active_slot and w.slots[s.on].exists, (w, opt, kinds)
+            assert not (opt.live_secret and w.live_works and s.on == w.live_slot), (w, opt, kinds)
             assert i < health_at and s.missing == w.grants_missing[s.on], (w, opt, kinds)
         if isinstance(s, st.PromoteSlotPending):
             if not written:  # finishing the observed pending version: only one of the same identity
@@ -541,6 +542,8 @@ def check_invariants(w: World, opt: Options, p: Plan) -> None:
             written = pending_open = False
     assert not written, "a pending slot version is left unpromoted"
     in_use_now = {w.secret.active_slot} | ({w.config_slot} if opt.renders_config and w.config_works else set())
+    if opt.live_secret and w.live_works and w.live_slot is not None:
+        in_use_now.add(w.live_slot)
     for slot in SLOTS:
         if w.grants_missing.get(slot) and slot not in in_use_now:
             assert [x for x in p.steps if isinstance(x, st.SyncGrants) and x.on == slot], (w, opt, kinds)
