@@ -24,9 +24,9 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from tests.harness import DbEnv, free_port, new_name, unavailable
+from tests.harness import free_port, new_name, unavailable
 
 
 def bao_binary() -> str | None:
@@ -123,12 +123,31 @@ def require_openbao(server: OpenBao | None) -> OpenBao:
 PLUGINS = {"postgres": "postgresql-database-plugin", "mysql": "mysql-database-plugin"}
 
 
+class DatabaseTarget(Protocol):
+    """What the engine's connection needs: the harness's ``DbEnv`` (or the bench's own database)."""
+
+    @property
+    def engine(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def dbname(self) -> str: ...
+    @property
+    def admin_user(self) -> str: ...
+    @property
+    def admin_password(self) -> str: ...
+    @property
+    def prefix(self) -> str: ...
+
+
 @dataclass
 class VaultDatabase:
     """The database secrets engine mounted for one test, with one connection to the test's database."""
 
     bao: OpenBao
-    db: DbEnv
+    db: DatabaseTarget
     mount: str
     connection: str
     roles: list[str] = field(default_factory=list)
@@ -187,7 +206,7 @@ class VaultDatabase:
         self.client().secrets.database.rotate_static_role_credentials(name=role, mount_point=self.mount)
 
 
-def _connection_url(db: DbEnv) -> str:
+def _connection_url(db: DatabaseTarget) -> str:
     if db.engine == "postgres":
         return (
             f"postgresql://{{{{username}}}}:{{{{password}}}}@{db.host}:{db.port}/{db.dbname}"
@@ -197,7 +216,7 @@ def _connection_url(db: DbEnv) -> str:
 
 
 @contextlib.contextmanager
-def database_engine(bao: OpenBao, db: DbEnv) -> Iterator[VaultDatabase]:
+def database_engine(bao: OpenBao, db: DatabaseTarget) -> Iterator[VaultDatabase]:
     """Mount the database secrets engine for this test and point one connection at ``db`` with its admin."""
     client = bao.client()
     mount = new_name("database")
