@@ -12,9 +12,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
-from rotator import health
+from rotator import age, health
 from rotator.db.base import AdminSession, Engine, LoginResult, TlsConfig
 from rotator.deploy.base import Deployer
 from rotator.errors import DatabaseError, HealthCheckError, NeedsHuman, RolledBack, RotatorError
@@ -73,6 +74,7 @@ class Ports:
     http_check: health.HttpCheck | None
     world: World  # what observe() saw (the config's password, the deployment's observed state)
     live_secret: str | None = None  # --live-secret
+    clock: Callable[[], datetime] = age.utc_now  # stamps each generated password's rotated_at
 
 
 @dataclass
@@ -142,7 +144,7 @@ def _promote_admin_pending(step: PromoteAdminPending, p: Ports, s: State) -> Non
 
 @handles(WriteAdminPending)
 def _write_admin_pending(step: WriteAdminPending, p: Ports, s: State) -> None:
-    new = s.admin.with_password(p.policy.generate())
+    new = s.admin.with_password(p.policy.generate(), p.clock())
     register_secret(new.password)
     s.admin_pending_version = p.store.put_pending(p.admin_secret, new.to_json(), str(uuid.uuid4()))
     s.admin_pending = new
@@ -182,14 +184,24 @@ def _discard_slot_pending(step: DiscardSlotPending, p: Ports, s: State) -> None:
 def _write_slot_pending(step: WriteSlotPending, p: Ports, s: State) -> None:
     new = s.secret
     for slot, source in step.adopt:
-        new = new.with_password(slot, s.password(p.world, slot, source))
+        new = new.with_password(slot, s.password(p.world, slot, source), _adopted_at(p.world, slot, source))
+    now = p.clock()
     for slot in step.fresh:
-        new = new.with_password(slot, p.policy.generate())
+        new = new.with_password(slot, p.policy.generate(), now)
     if step.active is not None:
         new = new.with_active(step.active)
     register_secret(*new.passwords())
     s.pending_version = p.store.put_pending(p.slot_secret, new.to_json(), str(uuid.uuid4()))
     s.pending = new
+
+
+def _adopted_at(world: World, slot: Slot, source: Source) -> datetime | None:
+    """An adopted password keeps the time its version recorded; one found only in the config has none."""
+    if source is Source.PENDING and world.pending is not None:
+        return world.pending.slot(slot).rotated_at
+    if source is Source.CURRENT:
+        return world.secret.slot(slot).rotated_at
+    return None
 
 
 @handles(PromoteSlotPending)

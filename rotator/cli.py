@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from rotator import log, present
+from rotator import age, log, notify, present
 from rotator.config import CLI_ONLY, OUTPUT, SETTINGS, Settings, Spec, settings_from_options
 from rotator.errors import RotatorError
 from rotator.fleet_cli import fleet
@@ -54,7 +54,7 @@ def build_settings(kw: dict[str, Any], *, dry_run: bool) -> Settings:
     return settings_from_options({**options, "dry_run": dry_run})
 
 
-def _run(kw: dict[str, Any], *, dry_run: bool) -> int:
+def _run(kw: dict[str, Any], *, dry_run: bool, status: bool = False) -> int:
     log.configure(json=bool(kw.get("log_json")))
     try:
         settings = build_settings(kw, dry_run=dry_run)
@@ -63,10 +63,14 @@ def _run(kw: dict[str, Any], *, dry_run: bool) -> int:
         # Tests inject an after-step callback through click's context object (the crash-safety test's SIGKILL).
         context = click.get_current_context(silent=True)
         after_step = (context.find_root().obj or {}).get("after_step") if context is not None else None
-        rotation, _ = build_rotation(settings, after_step=after_step)
+        rotation, aws = build_rotation(settings, after_step=after_step)
     except RotatorError as exc:
         return _fail(exc)
     report = rotation.run()
+    if status:
+        age.apply_max_age(report)
+    elif not dry_run:
+        notify.notify_run(settings, report, aws)
     if report.exit_code:
         log.get_logger("rotator").error(
             "failed", outcome=report.outcome, exit_code=report.exit_code, error=report.error
@@ -112,7 +116,7 @@ def main() -> None:
 
     Exit codes: 0 done or nothing to do; 1 failed (a re-run heals); 2 bad input (nothing changed);
     3 locked by another run (nothing changed); 4 failed and rolled back (the app is healthy on the old slot);
-    5 failed and NOT restored, or needs a human.
+    5 failed and NOT restored, or needs a human; 6 (status) a credential is older than --max-age.
     """
 
 
@@ -124,10 +128,12 @@ def rotate(dry_run: bool, **kw: Any) -> None:
 
 
 @main.command()
-@functools.partial(rotation_options, exclude=("dry_run",))
+@functools.partial(rotation_options, exclude=("dry_run", "notify_topic", "notify_webhook", "notify_on"))
 def status(**kw: Any) -> None:
-    """Print what is observed and what `rotate` would do (reads only)."""
-    sys.exit(_run(kw, dry_run=True))
+    """Print what is observed, each credential's age, and what `rotate` would do (reads only).
+
+    Exits 6 when a credential is older than --max-age (or of unknown age)."""
+    sys.exit(_run(kw, dry_run=True, status=True))
 
 
 @main.command()

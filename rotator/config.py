@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rotator import health, parsing, templates_builtin
+from rotator import age, health, notify, parsing, templates_builtin
 from rotator.db.base import TLS_MODES, TlsConfig, TlsMode
 from rotator.errors import BadInput
 from rotator.passwords import PasswordPolicy
@@ -263,6 +263,52 @@ class Settings:
     lock_name: str | None = field(
         default=None,
         metadata=_spec(parse=parsing.optional_text, help="Advisory lock name (default from host and database)."),
+    )
+    # ---- operations (rotator.age, rotator.audit, rotator.metrics, rotator.notify)
+    rotate_after: float | None = field(
+        default=None,
+        metadata=_spec(
+            parse=age.optional_duration,
+            metavar="DURATION",
+            help="Flip (and rotate the admin) only when the live slot's password is this old (30d, 12h); "
+            "a run always heals. Default: every run flips.",
+            readme=True,
+        ),
+    )
+    max_age: float = field(
+        default=age.DEFAULT_MAX_AGE_S,
+        metadata=_spec(
+            parse=age.parse_duration,
+            show=age.format_duration,
+            metavar="DURATION",
+            help="status exits 6 when a credential is older than this (or of unknown age); rotate reports it.",
+            readme=True,
+        ),
+    )
+    metrics: str = field(
+        default="auto",
+        metadata=_spec(
+            choices=("auto", "emf", "none"),
+            help="CloudWatch EMF metric lines on stderr; auto: when log lines are JSON (--log-json).",
+        ),
+    )
+    notify_topic: str | None = field(
+        default=None,
+        metadata=_spec(
+            parse=notify.parse_topic_arn, metavar="ARN", help="SNS topic for a summary of the run.", readme=True
+        ),
+    )
+    notify_webhook: str | None = field(
+        default=None,
+        metadata=_spec(
+            parse=notify.parse_webhook_url, metavar="URL", help="Slack-compatible webhook for the summary.", readme=True
+        ),
+    )
+    notify_on: str = field(
+        default="failure",
+        metadata=_spec(
+            parse=notify.parse_outcomes, metavar="LIST", help="When to notify: failure, success or both.", readme=True
+        ),
     )
 
     def __post_init__(self) -> None:

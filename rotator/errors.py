@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     LOCKED = 3  # another rotation of this database holds the lock; nothing was changed
     ROLLED_BACK = 4  # the flip failed and was rolled back; the app is healthy on the old slot
     NEEDS_HUMAN = 5  # failed and NOT restored, or a state no run can heal on its own
+    OVERDUE = 6  # status: a credential is older than --max-age (or of unknown age); nothing was changed
 
 
 class RotatorError(Exception):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from rotator import health
@@ -200,6 +201,7 @@ def observe(
     deployment: str,
     health_check: health.HttpCheck | None,
     live: LiveVersions | None = None,
+    now: datetime | None = None,
 ) -> Observed:
     s, p = sec.current, sec.pending
     if not same_server(s):
@@ -268,6 +270,7 @@ def observe(
         and live_slot is not None
         and live.current.owned() == live.current.pointing_at(s.slot(live_slot), engine.name).owned(),
         grants_missing=grants_missing,
+        now=now,
     )
     return Observed(world, sec, deployed, live)
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from rotator import age
 from rotator.secrets import SLOTS, AdminSecret, Slot, SlotSecret, other
 from rotator.steps import (
     CreateUser,
@@ -89,6 +91,7 @@ class World:
     live_exact: bool = False
     # Per slot: the rights the other slot's user holds and this one's lacks (both users exist), by name.
     grants_missing: Mapping[Slot, tuple[str, ...]] = field(default_factory=dict)
+    now: datetime | None = None  # the clock at observe(): ages are rotated_at against it (None: unknown)
 
     def password(self, slot: Slot, source: Source) -> str | None:
         if source is Source.CURRENT:
@@ -122,6 +125,7 @@ class Options:
     skip_admin: bool = False
     fix_permissions: bool = False
     live_secret: bool = False  # a live secret is configured (a target of the flip, like the config)
+    rotate_after_s: float | None = None  # flip (and rotate the admin) only when that old; None: every run
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,9 @@ class Plan:
 
 def _refusal(w: World) -> str | None:
     s = w.secret
+    future = _in_future(w)
+    if future is not None:
+        return future
     admin = w.admin.username
     # Only AWSCURRENT's names count: a pending version that names other users is discarded, never finished.
     for slot in SLOTS:
@@ -178,6 +185,23 @@ def _refusal(w: World) -> str | None:
             )
     if w.admin_problems:
         return "the admin cannot manage the slot users: " + "; ".join(w.admin_problems)
+    return None
+
+
+def _in_future(w: World) -> str | None:
+    """A rotated_at ahead of the clock would hold every rotation off: refused, like any hostile input."""
+    recorded = [
+        *((f"slot secret (AWSCURRENT) {slot}", w.secret.slot(slot).rotated_at) for slot in SLOTS),
+        *((f"slot secret (AWSPENDING) {slot}", w.pending.slot(slot).rotated_at) for slot in SLOTS if w.pending),
+        ("admin secret (AWSCURRENT)", w.admin.rotated_at),
+        ("admin secret (AWSPENDING)", w.admin_pending.rotated_at if w.admin_pending else None),
+    ]
+    for where, when in recorded:
+        if age.in_future(when, w.now):
+            return (
+                f"{where}.rotated_at is more than {age.FUTURE_SKEW_S:g} s ahead of this machine's clock: a time in "
+                "the future would hold rotations off; fix or remove it in the secret (or fix the clock)"
+            )
     return None
 
 
@@ -537,10 +561,20 @@ def plan(w: World, opt: Options) -> Plan:
         )
     if opt.sync_db_users:
         return Plan(steps=tuple(steps + _heal_live_secret(w, opt, rec, steps, notes)), notes=tuple(notes))
+    admin_due = not opt.skip_admin and _admin_due(w, opt)
     if healed.flip_finished:
         notes.append(f"an earlier run's flip to slot {healed.base.active_slot} was finished; no new flip in this run")
         steps += _heal_live_secret(w, opt, rec, steps, notes)
-        if not opt.skip_admin:
+        if admin_due:
+            steps += _rotate_admin()
+        return Plan(steps=tuple(steps), notes=tuple(notes))
+    young = _younger_than_policy(w, opt, healed, rec.active, live)
+    if young is not None:
+        notes.append(young)
+        if w.health_precheck is not None:
+            notes.append(f"the health check fails on the live slot ({w.health_precheck}): fix it before the next flip")
+        steps += _heal_live_secret(w, opt, rec, steps, notes)
+        if admin_due:
             steps += _rotate_admin()
         return Plan(steps=tuple(steps), notes=tuple(notes))
     flip = _flip(opt, rec.active, live, rec.active in rec.working)
@@ -555,7 +589,7 @@ def plan(w: World, opt: Options) -> Plan:
     start = len(steps)
     steps += flip.steps
     steps += _rotate_old_slot(flip.rollback_to, flip.flip_to, f"the app is healthy on slot {flip.flip_to}")
-    if not opt.skip_admin:
+    if admin_due:
         steps += _rotate_admin()
     return Plan(
         steps=tuple(steps),
@@ -581,6 +615,28 @@ def _heal_live_secret(w: World, opt: Options, rec: _Reconciled, steps: list[Step
         )
         return []
     return list(_live_secret(opt, rec.active, f"the live secret does not hold slot {rec.active}'s credentials"))
+def _younger_than_policy(w: World, opt: Options, healed: _Healed, active: Slot, live: Slot | None) -> str | None:
+    """Why no flip is due under --rotate-after (the live slot's password is younger), or None. An interrupted
+    flip is always finished, and a password of unknown age (no rotated_at, or adopted because the secret had
+    drifted) is always due."""
+    if opt.rotate_after_s is None or (live is not None and live != active):
+        return None
+    creds = healed.base.slot(active)
+    known = active in healed.fixed or w.logs_in(active, creds.password)
+    seconds = age.age_s(creds.rotated_at, w.now) if known else None
+    if age.due(seconds, opt.rotate_after_s) or seconds is None:
+        return None
+    return (
+        f"slot {active}'s password is {age.format_duration(seconds)} old, younger than --rotate-after "
+        f"{age.format_duration(opt.rotate_after_s)}: no flip in this run (it heals only)"
+    )
+
+
+def _admin_due(w: World, opt: Options) -> bool:
+    """The admin rotates on every run without --rotate-after; with it, when its password is that old (the
+    pending version's time when this run promotes it)."""
+    admin = w.admin_pending if not w.admin_current_ok and w.admin_pending_ok and w.admin_pending else w.admin
+    return age.due(age.age_s(admin.rotated_at, w.now), opt.rotate_after_s)
 
 
 def _app_can_be_up(w: World, healed: _Healed, live: Slot | None, protected: set[Slot]) -> bool:

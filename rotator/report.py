@@ -47,6 +47,7 @@ class Report:
     aws_api_calls: int = 0
     store_operations: int = 0
     duration_ms: float = 0.0
+    ages: dict[str, Any] = field(default_factory=dict)  # rotator.age.AgePolicy.as_dict(): ages, overdue, next due
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,4 +66,5 @@ class Report:
             "aws_api_calls": self.aws_api_calls,
             "store_operations": self.store_operations,
             "duration_ms": round(self.duration_ms, 1),
+            "ages": self.ages,
         }

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from rotator import health
+from rotator import age, health
 from rotator.apply import AfterStep, Applier, Ports, State
 from rotator.config import Settings
 from rotator.db.base import AdminSession, Engine
@@ -53,6 +54,8 @@ class Adapters:
     api_calls: Callable[[], int]  # AWS API calls made, every service
     store_operations: Callable[[], int]  # logical operations on the secret store (reads, writes, label moves)
     check_inputs: Callable[[], None] = lambda: None  # filesystem checks of the settings, before any change
+    clock: Callable[[], datetime] = age.utc_now  # "now" for ages and the rotated_at of new passwords
+    after_run: Callable[[Report], None] = lambda report: None  # audit event, metrics (rotator.wiring)
 
 
 class Rotation:
@@ -70,6 +73,7 @@ class Rotation:
             skip_admin=s.skip_admin,
             fix_permissions=s.fix_permissions,
             live_secret=s.live_secret is not None,
+            rotate_after_s=s.rotate_after,
         )
 
     def run(self, stop_signal: StopSignal | None = None) -> Report:
@@ -92,6 +96,10 @@ class Rotation:
             report.aws_api_calls = self.adapters.api_calls()
             report.store_operations = self.adapters.store_operations()
             report.duration_ms = (time.monotonic() - started) * 1000
+        try:
+            self.adapters.after_run(report)
+        except Exception as exc:  # auditing and metrics never change a run's outcome
+            log.warning("after_run_failed", error=type(exc).__name__)
         return report
 
     def _read(self) -> Secrets:
@@ -154,7 +162,9 @@ class Rotation:
             deployment=a.deployer.describe().status if a.deployer is not None else "n/a",
             health_check=None if s.sync_db_users else a.http_check,
             live=read_live(a.store, s.live_secret) if s.live_secret is not None else None,
+            now=a.clock(),
         )
+        self.report.ages = age.policy_of(obs.world, s).as_dict()
         the_plan = plan(obs.world, self.options())
         self._describe(obs, the_plan)
         if the_plan.refused:
@@ -196,6 +206,7 @@ class Rotation:
             http_check=a.http_check,
             world=w,
             live_secret=s.live_secret,
+            clock=a.clock,
         )
         Applier(ports, state, the_plan, self.report, stop=stop, after_step=self.after_step).apply_all()
 

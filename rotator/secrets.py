@@ -7,6 +7,9 @@ Slot secret (seed 003), one per database::
      "B": {...},
      "engine": "mysql"}            # optional: "mysql" | "postgres"
 
+Each slot, and the admin secret, may carry ``"rotated_at": "2026-12-04T14:45:00Z"``: when its password was
+generated (see rotator.age). It is parsed strictly: anything but a UTC time in that form is bad input.
+
 Admin secret: ``{"username", "password", "host", "port"}``; an RDS-managed master secret has only
 username and password, and then host/port come from the slot secret.
 
@@ -26,8 +29,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Literal
 
+from rotator import age
 from rotator.errors import SecretFormatError
 
 Slot = Literal["A", "B"]
@@ -42,6 +47,7 @@ ENGINE_ALIASES = {
     "aurora-postgresql": "postgres",
 }
 _SLOT_KEYS = ("username", "password", "host", "port", "dbname")
+_ROTATED_AT = age.ROTATED_AT  # optional, per slot and in the admin secret: when the password was generated
 _ASCII_PORT = re.compile(r"[0-9]{1,5}")  # not str.isdigit(): it accepts "5432²" and "٣٣٠٦"
 MAX_DEPTH = 32  # a slot secret is 3 levels deep; json.loads and json.dumps recurse once per level
 _TOO_DEEP = "{what} is nested deeper than " + str(MAX_DEPTH) + " levels: store the flat seed 003 shape"
@@ -126,6 +132,7 @@ class Credentials:
     dbname: str
     port_as_str: bool = False
     extras: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    rotated_at: datetime | None = field(default=None, compare=False)  # None: unknown (see rotator.age)
 
     @classmethod
     def parse(cls, data: Any, where: str) -> Credentials:
@@ -140,7 +147,8 @@ class Credentials:
             port=_port(data.get("port"), where) if "port" in data else _missing_port(where),
             dbname=_string(data, dbname_key, where),
             port_as_str=isinstance(data.get("port"), str),
-            extras={k: v for k, v in data.items() if k not in (*_SLOT_KEYS, "database")},
+            extras={k: v for k, v in data.items() if k not in (*_SLOT_KEYS, "database", _ROTATED_AT)},
+            rotated_at=age.optional_timestamp(data, where),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,10 +160,13 @@ class Credentials:
             "dbname": self.dbname,
         }
         out.update(self.extras)
+        if self.rotated_at is not None:
+            out[_ROTATED_AT] = age.format_timestamp(self.rotated_at)
         return out
 
-    def with_password(self, password: str) -> Credentials:
-        return replace(self, password=password)
+    def with_password(self, password: str, rotated_at: datetime | None = None) -> Credentials:
+        """Another password: its time is ``rotated_at`` (None: unknown, e.g. a password adopted from the config)."""
+        return replace(self, password=password, rotated_at=rotated_at)
 
 
 def _missing_port(where: str) -> int:
@@ -205,8 +216,8 @@ class SlotSecret:
     def with_slot(self, name: Slot, creds: Credentials) -> SlotSecret:
         return replace(self, a=creds) if name == "A" else replace(self, b=creds)
 
-    def with_password(self, name: Slot, password: str) -> SlotSecret:
-        return self.with_slot(name, self.slot(name).with_password(password))
+    def with_password(self, name: Slot, password: str, rotated_at: datetime | None = None) -> SlotSecret:
+        return self.with_slot(name, self.slot(name).with_password(password, rotated_at))
 
     def with_active(self, name: Slot) -> SlotSecret:
         return replace(self, active_slot=name)
@@ -229,6 +240,7 @@ class AdminSecret:
     port: int | None = None
     port_as_str: bool = False
     extras: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    rotated_at: datetime | None = field(default=None, compare=False)  # None: unknown (see rotator.age)
 
     @classmethod
     def parse(cls, text: str, what: str = "admin secret") -> AdminSecret:
@@ -243,7 +255,8 @@ class AdminSecret:
             host=host,
             port=port,
             port_as_str=isinstance(data.get("port"), str),
-            extras={k: v for k, v in data.items() if k not in ("username", "password", "host", "port")},
+            extras={k: v for k, v in data.items() if k not in ("username", "password", "host", "port", _ROTATED_AT)},
+            rotated_at=age.optional_timestamp(data, what),
         )
 
     def to_json(self) -> str:
@@ -253,10 +266,12 @@ class AdminSecret:
         if self.port is not None:
             out["port"] = str(self.port) if self.port_as_str else self.port
         out.update(self.extras)
+        if self.rotated_at is not None:
+            out[_ROTATED_AT] = age.format_timestamp(self.rotated_at)
         return json.dumps(out, separators=(",", ":"))
 
-    def with_password(self, password: str) -> AdminSecret:
-        return replace(self, password=password)
+    def with_password(self, password: str, rotated_at: datetime | None = None) -> AdminSecret:
+        return replace(self, password=password, rotated_at=rotated_at)
 
     def endpoint(self, fallback: Credentials) -> tuple[str, int]:
         """Where to connect as admin: the admin secret's host/port, else the slot secret's."""

@@ -3,8 +3,10 @@ that matter, asserting the invariants on each plan. The planner is pure, so each
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -626,3 +628,91 @@ def test_a_crash_inside_create_user_is_healed_by_the_sync() -> None:
     half = {"B": ("MEMBER OF app_owner", "SET role=app_owner")}
     p = run(world(b="pending", pending={"changed": ["B"]}, grants_missing=half))
     assert p.kinds[:2] == [K.PROMOTE_SLOT_PENDING, K.SYNC_GRANTS]
+
+
+# ------------------------------------------------------------------ --rotate-after: the age policy (rotator.age)
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+DAY = 86400.0
+
+
+def aged(w: World, *, a: float | None = None, b: float | None = None, admin: float | None = None) -> World:
+    """``w`` at NOW with each credential's password ``n`` days old (None: no rotated_at)."""
+
+    def at(days: float | None) -> datetime | None:
+        return None if days is None else NOW - timedelta(days=days)
+
+    s = w.secret
+    s = s.with_slot("A", dataclasses.replace(s.a, rotated_at=at(a))).with_slot(
+        "B", dataclasses.replace(s.b, rotated_at=at(b))
+    )
+    return dataclasses.replace(w, secret=s, admin=dataclasses.replace(w.admin, rotated_at=at(admin)), now=NOW)
+
+
+def test_rotate_after_a_young_live_slot_heals_but_does_not_flip() -> None:
+    w = aged(world(b="drift"), a=3, b=40, admin=3)
+    p = run(w, rotate_after_s=30 * DAY)
+    assert p.flip_to is None and p.rollbacks == {}
+    assert p.kinds == [K.SET_PASSWORD, K.VERIFY_LOGIN]  # the drifted standby is healed all the same
+    assert any("younger than --rotate-after 30d" in n for n in p.notes)
+
+
+def test_rotate_after_an_old_live_slot_flips() -> None:
+    assert run(aged(world(), a=30, b=1, admin=30), rotate_after_s=30 * DAY).kinds == NORMAL
+
+
+def test_rotate_after_an_unknown_age_flips() -> None:
+    assert run(aged(world(), a=None, b=1, admin=None), rotate_after_s=30 * DAY).kinds == NORMAL
+    # And so does a world without a clock (no ages at all), as every run did before the policy.
+    assert run(world(), rotate_after_s=30 * DAY).kinds == NORMAL
+
+
+def test_rotate_after_an_old_admin_rotates_without_a_flip() -> None:
+    assert run(aged(world(), a=3, b=3, admin=31), rotate_after_s=30 * DAY).kinds == ADMIN
+    assert run(aged(world(), a=3, b=3, admin=31), rotate_after_s=30 * DAY, skip_admin=True).kinds == []
+
+
+def test_rotate_after_a_flip_leaves_a_young_admin_alone() -> None:
+    assert run(aged(world(), a=40, b=1, admin=1), rotate_after_s=30 * DAY).kinds == FLIP + ROTATE_OLD
+
+
+def test_rotate_after_an_interrupted_flip_is_always_finished() -> None:
+    w = aged(world(active="A", config="B"), a=1, b=1, admin=1)
+    p = run(w, rotate_after_s=30 * DAY)
+    assert p.flip_to == "B"
+
+
+def test_rotate_after_an_adopted_live_password_has_an_unknown_age() -> None:
+    w = aged(world(a="config", config_password="the-config-password"), a=1, b=1, admin=1)
+    assert run(w, rotate_after_s=30 * DAY).flip_to == "B"
+
+
+@pytest.mark.parametrize("where", ["a", "b", "admin"])
+def test_a_rotated_at_in_the_future_is_refused(where: str) -> None:
+    w = aged(world(), **{"a": 1, "b": 1, "admin": 1, where: -1})
+    p = run(w)
+    assert p.refused and "rotated_at" in p.refused and p.steps == ()
+    # Clock skew of a few minutes is not refused.
+    assert not run(aged(world(), **{"a": 1, "b": 1, "admin": 1, where: -60 / DAY})).refused
+
+
+def test_every_enumerated_world_keeps_the_invariants_under_the_age_policy() -> None:
+    """The enumeration again, each world with a live slot young, old or of unknown age, and --rotate-after:
+    the invariants hold, and a young live slot that logs in with its secret's password is never flipped away
+    from unless an interrupted flip is being finished."""
+    variants = [(3.0, 3.0), (45.0, 45.0), (None, None), (3.0, 45.0)]
+    opt_flips = 0
+    for i, (w, opt) in enumerate(enumerate_worlds()):
+        live_days, admin_days = variants[i % len(variants)]
+        active = w.secret.active_slot
+        w = aged(w, **{active.lower(): live_days, other(active).lower(): 1.0, "admin": admin_days})
+        opt = dataclasses.replace(opt, rotate_after_s=30 * DAY)
+        p = plan(w, opt)
+        check_invariants(w, opt, p)
+        young = live_days is not None and live_days < 30
+        clean = w.pending is None and w.slots[active].works(Source.CURRENT)
+        interrupted = opt.renders_config and w.config_works and w.config_slot != active
+        if young and clean and not interrupted and p.flip_to is not None:
+            raise AssertionError((w, opt, p.kinds))
+        opt_flips += p.flip_to is not None
+    assert opt_flips > 0
