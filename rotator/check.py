@@ -31,8 +31,9 @@ from rotator.db import mysql as mysql_engine
 from rotator.db._common import MYSQL_MAX_DATABASE_CHARS, MYSQL_MAX_HOST_CHARS, PG_MAX_IDENTIFIER_BYTES
 from rotator.db.base import AdminSession, Engine
 from rotator.errors import AdminLoginFailed, DeployError, ExitCode, RotatorError
+from rotator.live import LiveVersions, read_live, slot_of
 from rotator.observe import Secrets, admin_endpoint, admin_logins, choose_engine, observe, same_server
-from rotator.plan import Plan, World, plan
+from rotator.plan import Plan, Source, World, plan
 from rotator.render import ConfigFile
 from rotator.rotation import Rotation
 from rotator.secrets import SLOTS, AdminSecret, SlotSecret
@@ -125,6 +126,9 @@ class _Preflight:
         self.adapters = rotation.adapters
         self.aws = aws
         self.report = report
+        self.live: LiveVersions | None = None
+        self.live_error: str | None = None
+        self.world: World | None = None
 
     # ------------------------------------------------------------ rows
 
@@ -164,6 +168,12 @@ class _Preflight:
 
     def run(self) -> None:
         s = self.settings
+        if s.live_secret is not None:
+            try:
+                self.live = read_live(self.adapters.store, s.live_secret)
+                log.register_secret(self.live.current.password)
+            except RotatorError as exc:
+                self.live_error = str(exc)
         slot_v = self.attempt("slot secret", lambda: self._slot_secret())
         admin_v = self.attempt("admin secret", lambda: self._admin_secret())
         if slot_v is None:
@@ -184,7 +194,7 @@ class _Preflight:
             self.skip(("health URL",), "no --health-url")
         else:
             self.attempt("health URL", self._health)
-        self._live_secret(slot_v)
+        self._live_secret(slot_v, admin_v)
 
     # ------------------------------------------------------------ secrets
 
@@ -301,6 +311,8 @@ class _Preflight:
             world = self.attempt("slot users", lambda: self._slots(engine, session, sec, password))
             if world is None:
                 self.skip(("plan",), "the slot users could not be observed")
+            elif self.live_error is not None:
+                self.skip(("plan",), "the live secret is not usable")
             else:
                 self.attempt("plan", lambda: self._plan(world))
         finally:
@@ -360,8 +372,9 @@ class _Preflight:
             config=config,
             deployment=self.adapters.deployer.describe().status if self.adapters.deployer is not None else "n/a",
             health_check=None,  # its own row
+            live=self.live,
         )
-        world = observed.world
+        world = self.world = observed.world
         parts = []
         for slot in SLOTS:
             st, creds = world.slots[slot], world.secret.slot(slot)
@@ -490,14 +503,57 @@ class _Preflight:
             raise RotatorError(f"{result.detail}: the app must be healthy on the live slot before a rotation")
         self.add("health URL", OK, result.detail)
 
-    def _live_secret(self, slot_v: tuple[SecretVersions, SlotSecret, SlotSecret | None, str] | None) -> None:
-        """The hook for the live secret (issue 11 item 1): when the setting exists, the live secret must hold
-        the active slot's credentials. Until then: skipped."""
-        live = getattr(self.settings, "live_secret", None)
-        if not live:
+    def _live_secret(
+        self,
+        slot_v: tuple[SecretVersions, SlotSecret, SlotSecret | None, str] | None,
+        admin_v: tuple[SecretVersions, AdminSecret, AdminSecret | None] | None,
+    ) -> None:
+        """The live secret (--live-secret) names the slot the slot secret calls active, with exactly that slot's
+        credentials, and they log in."""
+        s = self.settings
+        if s.live_secret is None:
             self.skip(("live secret",), "no --live-secret")
             return
-        self.skip(("live secret",), "not checked by this version")
+        if self.live_error is not None:
+            self.add("live secret", FAIL, self.live_error)
+            return
+        if slot_v is None or admin_v is None:
+            self.skip(("live secret",), "needs both secrets")
+            return
+        self.attempt("live secret", lambda: self._live(slot_v[1], admin_v[1], slot_v[3]))
+
+    def _live(self, current: SlotSecret, admin: AdminSecret, engine: str) -> None:
+        assert self.live is not None
+        live = self.live.current
+        slot = slot_of(live, current, admin, engine, what="the live secret")
+        pending = (
+            "; an AWSPENDING version exists (an interrupted write: the next rotate finishes or discards it)"
+            if self.live.pending
+            else ""
+        )
+        active = current.active_slot
+        if slot is None:
+            self.add("live secret", OK, f"holds no user yet: the first rotate fills it with slot {active}{pending}")
+            return
+        heal = "`rotator rotate` rewrites it (`rotate --dry-run` shows the step)"
+        if live.owned() != live.pointing_at(current.slot(slot), engine).owned():
+            raise RotatorError(
+                f"the live secret names slot {slot} ({live.username}) but its password, host, port, dbname or engine "
+                f"differ from the slot secret's: {heal}"
+            )
+        if slot != active:
+            raise RotatorError(
+                f"the live secret names slot {slot} but the slot secret's active slot is {active} (an interrupted "
+                f"flip): {heal}"
+            )
+        world = self.world
+        if world is not None and not world.slots[slot].logins.get(Source.LIVE, False):
+            raise RotatorError(
+                f"the live secret's credentials (slot {slot}, {live.username}) do not log in: {heal} once the slot "
+                "secret's password works"
+            )
+        tried = ", logs in" if world is not None else ""
+        self.add("live secret", OK, f"names slot {slot} ({live.username}), the same as the slot secret{tried}{pending}")
 
 
 _ENGINE_LABEL = {"postgres": "PostgreSQL", "mysql": "MySQL"}

@@ -57,6 +57,7 @@ def build_settings(kw: dict[str, Any], *, dry_run: bool) -> Settings:
 def _run(kw: dict[str, Any], *, dry_run: bool, status: bool = False) -> int:
     log.configure(json=bool(kw.get("log_json")))
     try:
+        as_table = _wants_table(kw)
         settings = build_settings(kw, dry_run=dry_run)
         from rotator.wiring import build_rotation
 
@@ -77,13 +78,16 @@ def _run(kw: dict[str, Any], *, dry_run: bool, status: bool = False) -> int:
         )
     # The report goes to stdout, scrubbed like every log line: JSON (the last line) for scripts and ECS, a
     # readable summary and plan on a terminal (--output).
-    _show(kw, report.as_dict(), present.report_text)
+    _show(as_table, report.as_dict(), present.report_text)
     return report.exit_code
 
 
-def _show(kw: dict[str, Any], report: dict[str, Any], as_text: Callable[[dict[str, Any]], str]) -> None:
-    output = OUTPUT.parse(kw.get(OUTPUT.name) or "auto", OUTPUT.flag)
-    if present.wants_table(output, sys.stdout):
+def _wants_table(kw: dict[str, Any]) -> bool:
+    return present.wants_table(OUTPUT.parse(kw.get(OUTPUT.name) or "auto", OUTPUT.flag), sys.stdout)
+
+
+def _show(as_table: bool, report: dict[str, Any], as_text: Callable[[dict[str, Any]], str]) -> None:
+    if as_table:
         click.echo(log.scrub(as_text(report)))
     else:
         click.echo(log.scrub(json.dumps(report)))
@@ -92,6 +96,7 @@ def _show(kw: dict[str, Any], report: dict[str, Any], as_text: Callable[[dict[st
 def _check(kw: dict[str, Any]) -> int:
     log.configure(json=bool(kw.get("log_json")))
     try:
+        as_table = _wants_table(kw)
         settings = build_settings(kw, dry_run=True)
         from rotator.check import run_checks
         from rotator.wiring import build_rotation
@@ -100,7 +105,7 @@ def _check(kw: dict[str, Any]) -> int:
     except RotatorError as exc:
         return _fail(exc)
     report = run_checks(rotation, aws)
-    _show(kw, report.as_dict(), present.check_text)
+    _show(as_table, report.as_dict(), present.check_text)
     return report.exit_code
 
 

@@ -139,6 +139,15 @@ def world_text(report: Mapping[str, Any]) -> str:
         + f"; pending versions: slot secret {'yes' if obs.get('pending_slot_version') else 'no'}, "
         f"admin secret {'yes' if obs.get('pending_admin_version') else 'no'}; deployment {obs.get('deployment', '?')}"
     )
+    live: Mapping[str, Any] | None = obs.get("live_secret")
+    if live is not None:
+        named = f"slot {live['slot']}" if live.get("slot") else "nobody yet"
+        drift = (
+            "" if live.get("exact") or not live.get("slot") else " (differs from the slot secret: rotate rewrites it)"
+        )
+        lines.append(
+            f"live secret: names {named}{drift}" + ("; a pending version exists" if live.get("pending_version") else "")
+        )
     for problem in obs.get("admin_problems") or ():
         lines.append(f"admin problem: {problem}")
     if obs.get("health_precheck"):

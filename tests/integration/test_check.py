@@ -206,3 +206,31 @@ def test_table_output_names_every_check(env: RotationEnv) -> None:
         assert name in result.stdout
     assert "All checks passed" in result.stdout
     assert_no_secret(env, result.stdout + result.stderr)
+
+
+def test_the_live_secret_must_agree_with_the_slot_secret(env: RotationEnv, aws: AwsEnv) -> None:
+    live = aws.create_secret("live", "{}")
+    code, report, _ = check(env, "--live-secret", live)
+    assert code == 0, [r for r in report["checks"] if r["status"] != "ok"]
+    assert "holds no user yet" in row(report, "live secret")["detail"]
+    assert env.rotate("--live-secret", live).exit_code == 0
+    code, report, out = check(env, "--live-secret", live)
+    assert code == 0, [r for r in report["checks"] if r["status"] != "ok"]
+    assert statuses(report) == {c: "skip" if c in ("ECS service", "health URL") else "ok" for c in ALL}
+    assert f"names slot B ({env.user_b}), the same as the slot secret, logs in" in row(report, "live secret")["detail"]
+    assert_no_secret(env, out)
+
+    data = env.secret(arn=live)
+    assert data is not None
+    drifted = strong_password()
+    env.put_current({**data, "password": drifted}, arn=live)  # drift behind the rotator's back
+    before = snapshot(env, live)
+    code, report, out = check(env, "--live-secret", live)
+    assert code == 2 and report["failed"] == ["live secret"], report["checks"]
+    assert "differ from the slot secret's" in row(report, "live secret")["detail"]
+    assert snapshot(env, live) == before
+    assert_no_secret(env, out)
+    assert drifted not in out
+
+    code, report, _ = check(env, "--live-secret", live + "-missing")
+    assert code == 2 and "must exist before the first run" in row(report, "live secret")["detail"]
