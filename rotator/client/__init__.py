@@ -8,7 +8,8 @@
     conn = loader.connect(lambda c: psycopg.connect(**psycopg_kwargs(c)))
 
 Integrations (imported on use, so this package needs only boto3 and structlog): :mod:`rotator.client.sqla`
-(SQLAlchemy), :mod:`rotator.client.pgpool` (psycopg_pool), :mod:`rotator.client.seed002` (drop-in for seed 002's
+(SQLAlchemy), :mod:`rotator.client.pgpool` (psycopg_pool), :mod:`rotator.client.vault` (Vault/OpenBao, needs
+hvac: ``pip install 'rotator[vault]'``), :mod:`rotator.client.seed002` (drop-in for seed 002's
 ``get_database_credentials``). See docs/client.md.
 """
 
@@ -37,6 +38,7 @@ from rotator.client.urls import (
     pymysql_kwargs,
     sqlalchemy_url,
 )
+from rotator.client.vault import VaultDatabaseSource, VaultKvSource, VaultSession
 
 __all__ = [
     "CacheStats",
@@ -50,6 +52,9 @@ __all__ = [
     "KeyNames",
     "SecretsManagerSource",
     "SsmParameterSource",
+    "VaultDatabaseSource",
+    "VaultKvSource",
+    "VaultSession",
     "aiomysql_kwargs",
     "asyncpg_kwargs",
     "from_environment",
