@@ -114,6 +114,7 @@ class VaultSession:
         self.renew_fraction = renew_fraction
         self._client: Any = None
         self._token_life: Lifetime | None = None
+        self._token_final = False  # a plain token that can be renewed no further
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -138,6 +139,7 @@ class VaultSession:
         duration = float(auth.get("lease_duration") or 0)
         self._client = client
         self._token_life = Lifetime(now, duration, bool(auth.get("renewable")), requested=duration)
+        self._token_final = False
         log.info("vault_login", method="approle", addr=self.addr, ttl_s=duration, renewable=bool(auth.get("renewable")))
 
     def _adopt_token(self) -> None:
@@ -146,13 +148,14 @@ class VaultSession:
         now = cache._now()
         data = client.auth.token.lookup_self()["data"]
         duration = float(data.get("ttl") or 0)
+        requested = float(data.get("creation_ttl") or duration)  # a renewal asks for the token's own TTL again
         self._client = client
-        self._token_life = Lifetime(now, duration, bool(data.get("renewable")), requested=duration)
+        self._token_life = Lifetime(now, duration, bool(data.get("renewable")), requested=requested)
 
     def _renew(self) -> None:
         life = self._token_life
         assert life is not None and self._client is not None
-        if life.renewable and not (life.capped and self._role_id):
+        if life.renewable and not life.capped:
             now = cache._now()
             try:
                 auth = self._client.auth.token.renew_self(increment=int(life.requested))["auth"]
@@ -163,13 +166,15 @@ class VaultSession:
                 self._login()
                 return
             granted = float(auth.get("lease_duration") or 0)
-            capped = granted + 1 < life.requested
+            capped = granted < life.requested
             self._token_life = Lifetime(now, granted, bool(auth.get("renewable")), life.requested, capped)
             log.info("vault_token_renewed", addr=self.addr, ttl_s=granted, max_ttl_near=capped)
             return
         if self._role_id:
             self._login()
             return
+        # Nothing more can be done for this token: say so once, and stop scheduling refreshes for it.
+        self._token_final = True
         log.warning(
             "vault_token_expiring",
             addr=self.addr,
@@ -185,7 +190,7 @@ class VaultSession:
                     self._login()
                 else:
                     self._adopt_token()
-            else:
+            elif not self._token_final:
                 due = self._token_life.due(self.renew_fraction) if self._token_life else None
                 if due is not None and cache._now() >= due:
                     self._renew()
@@ -194,7 +199,7 @@ class VaultSession:
     def valid_for(self) -> float | None:
         """Seconds until the token's renewal is due; None for a token that never expires."""
         life = self._token_life
-        due = life.due(self.renew_fraction) if life else None
+        due = life.due(self.renew_fraction) if life and not self._token_final else None
         return None if due is None else max(0.0, due - cache._now())
 
     def call(self, fn: Callable[[Any], T]) -> T:
@@ -371,7 +376,7 @@ class VaultDatabaseSource:
                 return False
             raise
         granted = float(response.get("lease_duration") or 0)
-        capped = granted + 1 < lease.requested
+        capped = granted < lease.requested
         self._lease = Lifetime(now, granted, bool(response.get("renewable")), lease.requested, capped)
         log.info("vault_lease_renewed", source=self.label, lease_s=granted, max_ttl_near=capped)
         return granted >= self.min_lease
@@ -382,9 +387,10 @@ class VaultDatabaseSource:
         expires = lease.expires() if lease else None
         # Renewing takes one round trip: a lease with less than half a second left is replaced instead.
         usable = lease is not None and self._data is not None and (expires is None or expires - now > 0.5)
+        due = lease.due(self.renew_fraction) if lease else None
         if not usable:
             self._issue()
-        elif lease is not None and lease.duration > 0:
+        elif lease is not None and due is not None and now >= due:
             if not lease.renewable or lease.capped or not self._renew():
                 self._issue()  # the max TTL is near (or renewal is not possible): new credentials before expiry
         assert self._lease is not None and self._data is not None

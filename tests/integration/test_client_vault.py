@@ -316,3 +316,21 @@ def test_approle_logs_in_again_at_max_ttl_and_when_refused(openbao: OpenBao, aud
         assert_never_logged(audit, secret_id, openbao.token, session.client().token)
     finally:
         root.sys.disable_auth_method(path=mount)
+
+
+def test_a_token_that_cannot_be_renewed_does_not_turn_reads_into_calls(
+    openbao: OpenBao, audit: list[dict[str, Any]]
+) -> None:
+    root = openbao.client()
+    policy = new_name("reader")
+    root.sys.create_or_update_policy(name=policy, policy=READ_ALL)
+    token = root.auth.token.create(policies=[policy], ttl="3s", renewable=False)["auth"]["client_token"]
+    path = f"{new_name('app')}/db"
+    kv_put(openbao, path, {"username": "u", "password": "p", **NO_DB})
+    loader = CredentialLoader.from_vault_kv(path, session=VaultSession(openbao.addr, token=token), ttl=300)
+    loader.get()
+    time.sleep(2.2)  # past the renewal point of a token that cannot be renewed
+    for _ in range(50):
+        loader.get()
+    assert loader.stats().fetches == 2  # one refresh at the renewal point, then the cache's own TTL again
+    assert [e["event"] for e in audit].count("vault_token_expiring") == 1
