@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from rotator import age, health
+from rotator import age, drain, health
 from rotator.db.base import AdminSession, Engine, LoginResult, TlsConfig
 from rotator.deploy.base import Deployer
-from rotator.errors import DatabaseError, HealthCheckError, NeedsHuman, RolledBack, RotatorError
+from rotator.errors import DatabaseError, HealthCheckError, NeedsHuman, RolledBack, RotatorError, StillInUse
 from rotator.live import LiveSecret, read_live
 from rotator.log import get_logger, register_secret, scrub
 from rotator.observe import admin_endpoint, endpoint, login
@@ -34,6 +34,7 @@ from rotator.steps import (
     DiscardAdminPending,
     DiscardLivePending,
     DiscardSlotPending,
+    DrainSlot,
     FixPermissions,
     HealthCheck,
     MarkUser,
@@ -94,6 +95,7 @@ class State:
     live_slot: Slot | None = None
     live_pending: LiveSecret | None = field(default=None, repr=False)
     live_pending_version: str | None = None
+    findings: list[str] = field(default_factory=list)  # what steps learned that the report should say
 
     def password(self, world: World, slot: Slot, source: Source) -> str:
         if source is Source.PENDING:
@@ -371,6 +373,30 @@ def _live_login(p: Ports, creds: Credentials) -> LoginResult:
     return p.engine.check_login(endpoint(creds, p.tls), back.username, back.password)
 
 
+@handles(DrainSlot)
+def _drain_slot(step: DrainSlot, p: Ports, s: State) -> None:
+    user = s.secret.slot(step.on).username
+    result = drain.wait_for_drain(lambda: p.session.sessions_of(user), step.timeout)
+    if result.hidden:
+        s.findings.append(
+            f"the admin may not see when slot {step.on}'s sessions are active (PostgreSQL: grant it "
+            "pg_read_all_stats, as RDS's master has): the drain watched only for new sessions"
+        )
+    if not result.drained:
+        log.warning("drain_timeout", slot=step.on, seconds=round(result.seconds, 1), in_use=result.who())
+        raise StillInUse(
+            f"slot {step.on}'s user {user!r} is still used to open sessions after {step.timeout:g} s "
+            f"(by {result.who()}): its password was NOT changed, so they keep working; move them to the "
+            f"active slot (or raise --drain-timeout), then re-run"
+        )
+    if result.in_use:
+        s.findings.append(
+            f"slot {step.on} was still in use after the flip by {result.who()}; it drained in "
+            f"{result.seconds:.0f} s, before its password changed"
+        )
+        log.warning("drain_late_clients", slot=step.on, seconds=round(result.seconds, 1), in_use=result.who())
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -386,7 +412,7 @@ def run_step(step: Step, p: Ports, s: State) -> None:
         raise RotatorError(f"{type(unexpected).__name__}: {scrub(str(unexpected))}") from None
 
 
-_INTERRUPTIBLE = (Deploy, HealthCheck)  # long waits a stop signal may cut short
+_INTERRUPTIBLE = (Deploy, HealthCheck, DrainSlot)  # long waits a stop signal may cut short
 
 
 class Applier:
@@ -440,11 +466,17 @@ class Applier:
             else:
                 run_step(step, self.ports, self.state)
         except RotatorError as exc:
+            self._findings()
             record.finish("failed", t0, str(exc))
             log.error("step", **step.describe(), outcome="failed", error=str(exc), duration_ms=record.duration_ms)
             raise
+        self._findings()
         record.finish("ok", t0)
         log.info("step", **step.describe(), outcome="ok", duration_ms=record.duration_ms)
+
+    def _findings(self) -> None:
+        self.report.notes.extend(self.state.findings)
+        self.state.findings.clear()
 
     def _stopped(self, index: int) -> None:
         """A stop signal arrived: stop here. A flip under way and not yet proven healthy is rolled back first; a

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from rotator import age, health, notify, parsing, templates_builtin
+from rotator.client.cache import DEFAULT_TTL, longest_cache_age
 from rotator.db.base import TLS_MODES, TlsConfig, TlsMode
 from rotator.errors import BadInput
 from rotator.passwords import PasswordPolicy
@@ -90,6 +91,14 @@ def _password_policy(value: Any, label: str) -> PasswordPolicy:
 
 
 _SECONDS = parsing.seconds(positive=False, example=2)
+LOADER_GRACE_MARGIN = 5.0  # seconds on top of the loaders' cache age: a fetch, a pool's checkout
+
+
+def _optional_seconds(value: Any, label: str) -> float | None:
+    return None if value is None or value == "" else _SECONDS(value, label)
+
+
+_OPTIONAL_SECONDS: parsing.Parser = _optional_seconds
 
 
 def _template(value: Any, label: str) -> Path | None:
@@ -191,13 +200,35 @@ class Settings:
             help="How long the deployment may take.",
         ),
     )
-    grace_seconds: float = field(
-        default=0.0,
+    grace_seconds: float | None = field(
+        default=None,
+        metadata=_spec(
+            parse=_OPTIONAL_SECONDS,
+            show=lambda s: f"{s:g}",
+            metavar="SECONDS",
+            help="With --deploy none: wait this long for clients to move to the new slot. Default: without a "
+            "config file (loader clients), the loader's longest cache age for --client-ttl plus "
+            f"{LOADER_GRACE_MARGIN:g} s; with one, 0.",
+        ),
+    )
+    client_ttl: float = field(
+        default=DEFAULT_TTL,
+        metadata=_spec(
+            parse=parsing.seconds(positive=True, example=300),
+            show=lambda s: f"{s:g}",
+            metavar="SECONDS",
+            help="The cache TTL of the apps' rotator.client loaders (the variable they read too); the default "
+            "--grace-seconds covers it.",
+        ),
+    )
+    drain_timeout: float = field(
+        default=60.0,
         metadata=_spec(
             parse=_SECONDS,
             show=lambda s: f"{s:g}",
             metavar="SECONDS",
-            help="With --deploy none: wait this long for clients to move before the old slot changes.",
+            help="After the flip is proven, wait up to this long for the old slot's user to stop opening "
+            "sessions; still in use then: the run fails and the old slot keeps its password. 0: no wait.",
         ),
     )
     health_url: str | None = field(
@@ -343,6 +374,14 @@ class Settings:
     @property
     def renders_config(self) -> bool:
         return self.template is not None and self.config_path is not None
+
+    @property
+    def grace(self) -> float:
+        """--grace-seconds, or its default: loader clients (no config file) move to the new slot when their
+        cached credentials expire, so the wait covers the longest age of a loader's cache."""
+        if self.grace_seconds is not None:
+            return self.grace_seconds
+        return 0.0 if self.renders_config else longest_cache_age(self.client_ttl) + LOADER_GRACE_MARGIN
 
 
 def _declared(f: dataclasses.Field[Any]) -> Spec:

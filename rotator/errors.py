@@ -70,5 +70,9 @@ class DeployError(RotatorError):
     """The deployment did not complete (failed, rolled back by a circuit breaker, or timed out)."""
 
 
+class StillInUse(RotatorError):
+    """The old slot was still in use when the drain timed out: its password was left unchanged (exit 1)."""
+
+
 class HealthCheckError(RotatorError):
     """A health check refused the new slot."""

@@ -28,6 +28,7 @@ from rotator.steps import (
     DiscardAdminPending,
     DiscardLivePending,
     DiscardSlotPending,
+    DrainSlot,
     FixPermissions,
     HealthCheck,
     MarkUser,
@@ -126,6 +127,7 @@ class Options:
     fix_permissions: bool = False
     live_secret: bool = False  # a live secret is configured (a target of the flip, like the config)
     rotate_after_s: float | None = None  # flip (and rotate the admin) only when that old; None: every run
+    drain_timeout: float = 0.0  # > 0: wait for the old slot to drain before its password changes
 
 
 @dataclass(frozen=True)
@@ -588,6 +590,14 @@ def plan(w: World, opt: Options) -> Plan:
         )
     start = len(steps)
     steps += flip.steps
+    if opt.drain_timeout > 0:
+        steps.append(
+            DrainSlot(
+                f"wait until slot {flip.rollback_to} is no longer used to open sessions",
+                on=flip.rollback_to,
+                timeout=opt.drain_timeout,
+            )
+        )
     steps += _rotate_old_slot(flip.rollback_to, flip.flip_to, f"the app is healthy on slot {flip.flip_to}")
     if admin_due:
         steps += _rotate_admin()

@@ -74,6 +74,7 @@ class Rotation:
             fix_permissions=s.fix_permissions,
             live_secret=s.live_secret is not None,
             rotate_after_s=s.rotate_after,
+            drain_timeout=s.drain_timeout,
         )
 
     def run(self, stop_signal: StopSignal | None = None) -> Report:

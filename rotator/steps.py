@@ -208,6 +208,17 @@ class PromoteLivePending(SlotStep):
     kind = "promote_live_pending"
 
 
+@dataclass(frozen=True)
+class DrainSlot(SlotStep):
+    """Wait until the (old) slot's user stops being used, up to ``timeout`` seconds (rotator.drain)."""
+
+    kind = "drain_slot"
+    timeout: float = 60.0
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "timeout_s": self.timeout}
+
+
 ALL_KINDS: tuple[type[Step], ...] = (
     DiscardAdminPending,
     PromoteAdminPending,
@@ -230,4 +241,5 @@ ALL_KINDS: tuple[type[Step], ...] = (
     DiscardLivePending,
     WriteLivePending,
     PromoteLivePending,
+    DrainSlot,
 )

@@ -29,7 +29,7 @@ def build_deployer(settings: Settings, aws: AwsClients) -> Deployer:
             timeout_s=settings.deploy_timeout,
             config_path=str(settings.config_path) if settings.config_path else None,
         )
-    return make_deployer("none", grace_seconds=settings.grace_seconds)
+    return make_deployer("none", grace_seconds=settings.grace)
 
 
 def build_http_check(settings: Settings) -> health.HttpCheck | None:

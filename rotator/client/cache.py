@@ -26,6 +26,16 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+DEFAULT_TTL = 300.0  # seconds a fetched value is served before the next fetch
+DEFAULT_JITTER = 0.1  # each expiry is stretched by up to this fraction
+
+
+def longest_cache_age(ttl: float = DEFAULT_TTL, jitter: float = DEFAULT_JITTER) -> float:
+    """The longest a value is served after it was fetched (before its next refresh is due): how long, after a
+    change of the stored value, a healthy reader may still use the previous one."""
+    return ttl * (1.0 + jitter)
+
+
 # Module-level so tests can replace the clock and the jitter source.
 _now = time.monotonic
 _random = random.random
@@ -48,8 +58,8 @@ class RefreshingValue(Generic[T]):
     def __init__(
         self,
         *,
-        ttl: float = 300.0,
-        jitter: float = 0.1,
+        ttl: float = DEFAULT_TTL,
+        jitter: float = DEFAULT_JITTER,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
         min_refresh_interval: float = 1.0,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from rotator.client._log import log
 from rotator.client.arn import sanitize_secret_arn_for_logging
-from rotator.client.cache import RefreshingValue
+from rotator.client.cache import DEFAULT_JITTER, DEFAULT_TTL, RefreshingValue
 from rotator.client.credentials import DbCredentials, KeyNames, parse_database_url, parse_secret
 from rotator.client.errors import CredentialError, CredentialsUnavailable, is_auth_failure
 from rotator.client.sources import DatabaseUrlSource, Source, source_for
@@ -46,8 +46,8 @@ class CredentialLoader(RefreshingValue[DbCredentials]):
         keys: KeyNames | None = None,
         defaults: Mapping[str, Any] | None = None,
         fallback: Source | None = None,
-        ttl: float = 300.0,
-        jitter: float = 0.1,
+        ttl: float = DEFAULT_TTL,
+        jitter: float = DEFAULT_JITTER,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
         min_refresh_interval: float = 1.0,

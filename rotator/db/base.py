@@ -70,6 +70,24 @@ class Statement:
     params: tuple[Any, ...] = field(default=(), repr=False)
 
 
+@dataclass(frozen=True)
+class SessionInfo:
+    """One open session of a user, as the admin sees it: where it comes from, never what it runs. Times are
+    the server's clock (epoch seconds); None where the admin may not see them."""
+
+    id: int
+    client: str  # "address:port", "local" (a Unix socket), or "hidden"
+    application: str  # PostgreSQL's application_name; "" on MySQL (it has none)
+    started: float | None  # when it connected (PostgreSQL)
+    last_active: float | None  # when it last ran a statement (now when it is running one)
+
+
+@dataclass(frozen=True)
+class UserSessions:
+    now: float  # the server's clock when they were read (epoch seconds)
+    sessions: tuple[SessionInfo, ...]
+
+
 class AdminSession(Protocol):
     """One admin connection, held for the whole run (it also holds the advisory lock)."""
 
@@ -114,6 +132,10 @@ class AdminSession(Protocol):
 
     def execute(self, statements: Sequence[Statement]) -> None:
         """Run statements built by this session, in order."""
+        ...
+
+    def sessions_of(self, username: str) -> UserSessions:
+        """The open sessions logged in as ``username`` (other than this one). Reads only."""
         ...
 
     def try_lock(self, name: str) -> bool:

@@ -56,7 +56,7 @@ from rotator.db._common import (
     validate_mysql_host,
     validate_mysql_user,
 )
-from rotator.db.base import TLS_MODES, Endpoint, LoginResult, Statement, TlsConfig, UserInfo
+from rotator.db.base import TLS_MODES, Endpoint, LoginResult, SessionInfo, Statement, TlsConfig, UserInfo, UserSessions
 from rotator.db.mysql_auth import caching_sha2_password_hash, native_password_hash
 from rotator.errors import AdminLoginFailed, BadInput, DatabaseError
 from rotator.log import get_logger
@@ -641,6 +641,29 @@ class MySQLAdminSession:
             with translate_errors(statement.text, (pymysql.err.MySQLError,), describe=_message):
                 self._execute(statement.query, statement.params)
             log.info("statement", engine="mysql", sql=statement.text)
+
+    def sessions_of(self, username: str) -> UserSessions:
+        """From the process list (the admin sees other users' sessions with the PROCESS privilege). It has no
+        connect time: a sleeping session was last active TIME seconds ago, any other is active now."""
+        validate_mysql_user(username)
+        with translate_errors(
+            f"reading the sessions of user {username!r}", (pymysql.err.MySQLError,), describe=_message
+        ):
+            now = float(self._execute("SELECT UNIX_TIMESTAMP(NOW(6))")[0][0])
+            rows = self._execute(
+                "SELECT ID, HOST, COMMAND, TIME FROM information_schema.PROCESSLIST "
+                "WHERE USER = %s AND ID <> CONNECTION_ID() ORDER BY ID",
+                (username,),
+            )
+        return UserSessions(
+            now,
+            tuple(
+                SessionInfo(
+                    int(pid), str(host or "hidden"), "", None, now - float(idle or 0) if command == "Sleep" else now
+                )
+                for pid, host, command, idle in rows
+            ),
+        )
 
     def try_lock(self, name: str) -> bool:
         with translate_errors("taking the lock", (pymysql.err.MySQLError,), describe=_message):

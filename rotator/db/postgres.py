@@ -44,7 +44,7 @@ from rotator.db._common import (
     translate_errors,
     validate_pg_identifier,
 )
-from rotator.db.base import TLS_MODES, Endpoint, LoginResult, Statement, TlsConfig, UserInfo
+from rotator.db.base import TLS_MODES, Endpoint, LoginResult, SessionInfo, Statement, TlsConfig, UserInfo, UserSessions
 from rotator.errors import AdminLoginFailed, BadInput, DatabaseError
 from rotator.log import get_logger
 
@@ -234,6 +234,22 @@ def _setting_value(name: str, value: str) -> sql.Composable:
 
 
 GrantItem = Callable[..., sql.Composed]  # called with target=Identifier: the statement that gives it this right
+
+_SESSIONS_QUERY: LiteralString = (
+    "SELECT pid, host(client_addr), client_port, coalesce(application_name, ''),"
+    " extract(epoch FROM backend_start)::float8,"
+    " extract(epoch FROM CASE WHEN state = 'active' THEN clock_timestamp()"
+    " ELSE greatest(query_start, state_change) END)::float8"
+    " FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+    " ORDER BY pid"
+)
+
+
+def _pg_session(
+    pid: int, addr: str | None, port: int | None, app: str, started: float | None, active: float | None
+) -> SessionInfo:
+    client = f"{addr}:{port}" if addr else "local" if port == -1 else "hidden"
+    return SessionInfo(pid, client, app, started, active if active is not None else started)
 
 
 class PostgresEngine:
@@ -611,6 +627,13 @@ class PostgresAdminSession:
             with translate_errors(statement.text, (psycopg.Error,)):
                 self._conn.execute(statement.query, statement.params or None)
             log.info("statement", engine="postgres", sql=statement.text)
+
+    def sessions_of(self, username: str) -> UserSessions:
+        # Without pg_read_all_stats (or the role's privileges) the server hides a session's address and times.
+        with translate_errors(f"reading the sessions of role {username!r}", (psycopg.Error,)):
+            now = float(self._one("SELECT extract(epoch FROM clock_timestamp())::float8"))
+            rows = self._conn.execute(_SESSIONS_QUERY, (username,)).fetchall()
+        return UserSessions(now, tuple(_pg_session(*row) for row in rows))
 
     def try_lock(self, name: str) -> bool:
         with translate_errors("taking the advisory lock", (psycopg.Error,)):

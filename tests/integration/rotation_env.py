@@ -75,6 +75,7 @@ class RotationEnv:
             "ROTATOR_TEMPLATE": str(self.template),
             "ROTATOR_CONFIG_PATH": str(self.config_path),
             "ROTATOR_DEPLOY": "none",
+            "ROTATOR_GRACE_SECONDS": "0",  # loader mode's default covers a 300 s client TTL; no client here
             "ROTATOR_LOG_JSON": "1",
             "ROTATOR_HEALTH_ATTEMPTS": "2",
             "ROTATOR_HEALTH_INTERVAL": "0.2",

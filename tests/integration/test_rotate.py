@@ -349,12 +349,12 @@ def test_status_reads_only(env: RotationEnv) -> None:
     assert snapshot(env) == before
 
 
-@pytest.mark.parametrize("kill_after", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("kill_after", [1, 2, 3, 4, 5, 6])
 def test_sigkill_in_loader_mode_converges(
     db: DbEnv, aws: AwsEnv, tmp_path: Path, kill_after: int, store_driver: StoreDriver
 ) -> None:
     """--deploy none without a config file (apps on rotator.client): the flip is published first. A crash
-    after any of the first steps (publish, promote, grace, health, old-slot pending) still converges."""
+    after any of the first steps (publish, promote, grace, health, drain, old-slot pending) still converges."""
     env = make_env(db, aws, tmp_path, store=store_driver)
     loader_mode = {"ROTATOR_TEMPLATE": "", "ROTATOR_CONFIG_PATH": ""}
     assert env.rotate(**loader_mode).exit_code == 0

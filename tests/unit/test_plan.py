@@ -37,6 +37,7 @@ class K:
     VERIFY_ADMIN = st.VerifyAdmin.kind
     MARK_USER = st.MarkUser.kind
     SYNC_GRANTS = st.SyncGrants.kind
+    DRAIN_SLOT = st.DrainSlot.kind
 
 
 def creds(user: str, pw: str) -> Credentials:
@@ -285,6 +286,30 @@ def test_without_a_config_file_the_flip_is_published_before_the_grace_period() -
     assert p.kinds.index(K.SET_PASSWORD) > p.kinds.index(K.HEALTH_CHECK)
 
 
+@pytest.mark.parametrize("renders", [True, False])
+def test_the_old_slot_drains_after_the_flip_is_proven_and_before_its_password_changes(renders: bool) -> None:
+    p = run(world(config="A" if renders else None), renders_config=renders, drain_timeout=45.0)
+    drain = step(p, K.DRAIN_SLOT)
+    assert (drain.on, drain.timeout) == ("A", 45.0)
+    at = p.kinds.index(K.DRAIN_SLOT)
+    assert p.kinds[at - 1] == K.HEALTH_CHECK and p.kinds[at + 1 :] == ROTATE_OLD + ADMIN
+    # Not part of the flip: a drain that times out (or is stopped) leaves the proven flip in place.
+    assert at not in p.rollbacks and max(p.rollbacks) == at - 1
+
+
+def test_an_interrupted_flip_drains_the_slot_it_leaves() -> None:
+    p = run(world(active="A", config="B"), drain_timeout=10.0)
+    assert step(p, K.DRAIN_SLOT).on == "A"
+    assert p.kinds.index(K.DRAIN_SLOT) == p.kinds.index(K.HEALTH_CHECK) + 1
+
+
+def test_no_drain_without_a_timeout_or_a_flip() -> None:
+    assert K.DRAIN_SLOT not in run(world(), drain_timeout=0.0).kinds
+    assert K.DRAIN_SLOT not in run(world(config="B"), sync_db_users=True, drain_timeout=10.0).kinds
+    finished = world(active="A", config="B", pending={"active": "B", "changed": ["A"]}, a="pending")
+    assert K.DRAIN_SLOT not in run(finished, drain_timeout=10.0).kinds  # the old slot's password already changed
+
+
 def test_password_changes_are_always_preceded_by_a_pending_write() -> None:
     """Write-ahead over many worlds: SET/CREATE with a pending password only after a WRITE in the same plan,
     or when finishing an observed pending version."""
@@ -502,7 +527,8 @@ def enumerate_worlds() -> list[tuple[World, Options]]:
                 config_password=config_password,
                 grants_missing=grants,
             )
-            worlds.append((w, Options(renders_config=renders, sync_db_users=sync)))
+            drain = 30.0 if len(worlds) % 2 else 0.0  # half the worlds with a drain, the planner's time stays flat
+            worlds.append((w, Options(renders_config=renders, sync_db_users=sync, drain_timeout=drain)))
     return worlds
 
 
@@ -572,6 +598,15 @@ def check_invariants(w: World, opt: Options, p: Plan) -> None:
         assert isinstance(full[-1], st.HealthCheck) and full[-1].on == p.rollback_to
     else:
         assert p.rollbacks == {}
+    drains = [i for i, s in enumerate(p.steps) if isinstance(s, st.DrainSlot)]
+    if p.flip_to is not None and opt.drain_timeout > 0:
+        # The old slot drains once: right after the flip is proven, before its password changes.
+        assert drains == [max(p.rollbacks) + 1], kinds
+        drain = p.steps[drains[0]]
+        assert drain.on == p.rollback_to and drain.timeout == opt.drain_timeout
+        assert all(s.on != p.rollback_to for s in p.steps[: drains[0]] if isinstance(s, st.SetPassword) and s.on)
+    else:
+        assert drains == [], kinds
 
 
 def test_every_enumerated_world_keeps_the_invariants() -> None:
