@@ -91,6 +91,39 @@ def member(name: str, table: Mapping[str, Any], defaults: Mapping[str, Any], ove
     return Member(name, settings)
 
 
+def _env_value(name: str, value: Any) -> str | bool:
+    if isinstance(value, bool):
+        return value
+    if name == "file_mode" and isinstance(value, int):
+        return f"{value:04o}"  # TOML 0o640 is the integer 416: the flag takes octal text
+    return str(value)
+
+
+def export_items(fleet: tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """One item per database for the Step Functions fleet: its settings as the ROTATOR_* environment of its
+    task (defaults merged in). Each database's settings are checked, and checked to read back the same from
+    that environment, so a value the environment cannot carry is bad input here, not a failed task later."""
+    defaults, tables = fleet
+    items = []
+    for name, table in tables.items():
+        try:
+            settings = settings_from_mapping(table, defaults=defaults)
+        except BadInput as exc:
+            raise BadInput(f"database {name!r}: {exc}") from None
+        merged = {str(k).replace("-", "_"): v for k, v in {**defaults, **table}.items()}
+        values = {k: _env_value(k, v) for k, v in merged.items()}
+        if settings_from_mapping(values) != settings:
+            raise BadInput(
+                f"database {name!r}: a setting does not survive the trip through the environment: write it as a string"
+            )
+        env = [
+            {"Name": f"ROTATOR_{k.upper()}", "Value": ("true" if v else "false") if isinstance(v, bool) else v}
+            for k, v in values.items()
+        ]
+        items.append({"name": name, "environment": env})
+    return items
+
+
 def load_file(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """``[defaults]`` and the database tables of a fleet file, in file order. Structure errors are bad input
     for the whole fleet; a table's bad settings are that database's alone (see :func:`member`)."""

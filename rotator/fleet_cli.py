@@ -109,6 +109,15 @@ def status_cmd(**kw: Any) -> None:
 def build_members(kw: dict[str, Any], *, dry_run: bool) -> list[Any]:
     from rotator import fleet as fl
 
+    defaults, tables = build_tables(kw)
+    overrides = {"dry_run": True} if dry_run else {}
+    return [fl.member(name, table, defaults, overrides) for name, table in tables.items()]
+
+
+def build_tables(kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The fleet's [defaults] and one table per database, from --file and/or discovery, filtered by --only."""
+    from rotator import fleet as fl
+
     defaults: dict[str, Any] = {}
     tables: dict[str, dict[str, Any]] = {}
     if kw.get("fleet_file") is not None:
@@ -137,8 +146,7 @@ def build_members(kw: dict[str, Any], *, dry_run: bool) -> list[Any]:
         tables = {k: v for k, v in tables.items() if k in only}
     if not tables:
         raise BadInput("the fleet is empty: no database table in the file, or nothing discovered")
-    overrides = {"dry_run": True} if dry_run else {}
-    return [fl.member(name, table, defaults, overrides) for name, table in tables.items()]
+    return defaults, tables
 
 
 def _run(kw: dict[str, Any], *, dry_run: bool) -> int:
@@ -166,3 +174,37 @@ def _run(kw: dict[str, Any], *, dry_run: bool) -> int:
     # The fleet report is the last line on stdout, always JSON, scrubbed like every log line.
     click.echo(log.scrub(json.dumps(report.as_dict())))
     return report.exit_code
+
+
+@fleet.command("export")
+@_fleet_options
+def export_cmd(**kw: Any) -> None:
+    """Print the fleet as the JSON list the Step Functions fleet reads (deploy/cloudformation/fleet.yaml): one
+    item per database, {"name", "environment": [{"Name": "ROTATOR_...", "Value": ...}]}, never a secret value."""
+    from rotator import fleet as fl
+
+    try:
+        items = fl.export_items(build_tables(kw))
+    except RotatorError as exc:
+        click.echo(f"rotator: {log.scrub(str(exc))}", err=True)
+        sys.exit(int(exc.exit_code))
+    click.echo(json.dumps(items, indent=1))
+
+
+@fleet.command("iam-policy")
+@click.option("--region", envvar=["ROTATOR_REGION", "AWS_REGION"], required=True, help="AWS region.")
+@click.option("--account-id", envvar="ROTATOR_ACCOUNT_ID", required=True, help="12-digit AWS account id.")
+@click.option("--secret-prefix", envvar="ROTATOR_FLEET_SECRET_PREFIX", required=True, help="e.g. prod/")
+@click.option("--kms-key-arn", envvar="ROTATOR_KMS_KEY_ARN", help="Customer-managed key of the secrets, if any.")
+def iam_policy_cmd(region: str, account_id: str, secret_prefix: str, kms_key_arn: str | None) -> None:
+    """Print the least-privilege policy of the fleet's rotation task (the same statements as fleet.yaml)."""
+    from rotator import fleet_iam, iam
+
+    try:
+        policy = fleet_iam.fleet_task_policy(
+            region=region, account_id=account_id, secret_prefix=secret_prefix, kms_key_arn=kms_key_arn
+        )
+    except RotatorError as exc:
+        click.echo(f"rotator: {log.scrub(str(exc))}", err=True)
+        sys.exit(int(exc.exit_code))
+    click.echo(iam.to_json(policy))

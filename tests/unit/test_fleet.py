@@ -162,3 +162,24 @@ def test_scrub_with_thousands_of_secrets() -> None:
     # Overlapping secrets are blanked as one run: no part of either survives.
     log.register_secret("zzzz-1111", "1111-yyyy")
     assert log.scrub("zzzz-1111-yyyy") == log.REDACTED
+
+
+def test_export_items_carry_each_database_as_its_task_environment(tmp_path: Path) -> None:
+    path = _file(
+        tmp_path,
+        '[defaults]\nadmin_secret = "prod/admin"\nfile_mode = 0o640\nskip_admin = true\n\n'
+        '[billing]\nslot_secret = "prod/billing"\ngrace_seconds = 5\n',
+    )
+    (item,) = fleet.export_items(fleet.load_file(path))
+    env = {e["Name"]: e["Value"] for e in item["environment"]}
+    assert item["name"] == "billing"
+    assert env == {
+        "ROTATOR_ADMIN_SECRET": "prod/admin",
+        "ROTATOR_FILE_MODE": "0640",
+        "ROTATOR_SKIP_ADMIN": "true",
+        "ROTATOR_SLOT_SECRET": "prod/billing",
+        "ROTATOR_GRACE_SECONDS": "5",
+    }
+    bad = _file(tmp_path, '[x]\nslot_secret = "s"\n')
+    with pytest.raises(BadInput, match="database 'x': no admin secret"):
+        fleet.export_items(fleet.load_file(bad))
