@@ -64,7 +64,9 @@ def _run(kw: dict[str, Any], *, dry_run: bool, status: bool = False) -> int:
         # Tests inject an after-step callback through click's context object (the crash-safety test's SIGKILL).
         context = click.get_current_context(silent=True)
         after_step = (context.find_root().obj or {}).get("after_step") if context is not None else None
-        rotation, aws = build_rotation(settings, after_step=after_step)
+        # On a terminal, a long ECS rollout shows its progress (stderr); logs get deploy_progress events.
+        progress = None if kw.get("log_json") or not sys.stderr.isatty() else present.TerminalProgress(sys.stderr)
+        rotation, aws = build_rotation(settings, after_step=after_step, progress=progress)
     except RotatorError as exc:
         return _fail(exc)
     report = rotation.run()

@@ -87,6 +87,13 @@ def _logs_in(slot: Mapping[str, Any]) -> str:
     return text
 
 
+def _credential_age(cred: Mapping[str, Any] | None) -> str:
+    """One credential of the report's ``ages``: its age, marked when overdue."""
+    if not cred:
+        return "?"
+    return str(cred.get("age", "unknown")) + (" OVERDUE" if cred.get("overdue") else "")
+
+
 def _age(value: Any) -> str:
     """A duration in seconds (or an already readable text) as a short age: 3d 4h, 5h 2m, 40s."""
     if isinstance(value, str) or value is None:
@@ -109,7 +116,8 @@ def world_text(report: Mapping[str, Any]) -> str:
         return ""
     active, config = obs.get("active_slot"), obs.get("config_slot")
     slots: Mapping[str, Mapping[str, Any]] = obs.get("slots") or {}
-    ages: Mapping[str, Any] = obs.get("ages") or {}
+    policy: Mapping[str, Any] = report.get("ages") or {}
+    ages: Mapping[str, Any] = policy.get("credentials") or {}
     headers = ["slot", "role", "user exists", "logs in"]
     if ages:
         headers.append("age")
@@ -126,7 +134,7 @@ def world_text(report: Mapping[str, Any]) -> str:
             notes.append("holds " + ", ".join(st["privileges"]))
         row = [name, role, "yes" if st.get("exists") else "no", _logs_in(st)]
         if ages:
-            row.append(_age(ages.get(name)))
+            row.append(_credential_age(ages.get(f"slot {name}")))
         rows.append([*row, "; ".join(notes) or "-"])
     lines = [f"engine {obs.get('engine', '?')}: active slot {active}"]
     if obs.get("config_present"):
@@ -135,7 +143,7 @@ def world_text(report: Mapping[str, Any]) -> str:
         lines[0] += ", no config file yet" if report.get("renders_config", True) else ""
     lines.append(
         f"admin: {obs.get('admin_login', '?')} password logs in"
-        + (f" (age {_age(ages['admin'])})" if "admin" in ages else "")
+        + (f" (age {_credential_age(ages['admin'])})" if "admin" in ages else "")
         + f"; pending versions: slot secret {'yes' if obs.get('pending_slot_version') else 'no'}, "
         f"admin secret {'yes' if obs.get('pending_admin_version') else 'no'}; deployment {obs.get('deployment', '?')}"
     )
@@ -152,9 +160,12 @@ def world_text(report: Mapping[str, Any]) -> str:
         lines.append(f"admin problem: {problem}")
     if obs.get("health_precheck"):
         lines.append(f"health URL on the live slot: {obs['health_precheck']}")
-    for key in ("next_rotation_due", "last_outcome"):
-        if obs.get(key):
-            lines.append(f"{key.replace('_', ' ')}: {obs[key]}")
+    if policy:
+        overdue = ", ".join(policy.get("overdue") or ()) or "none"
+        lines.append(
+            f"next rotation due: {policy.get('next_rotation_due')}; --max-age {policy.get('max_age')}, overdue: "
+            f"{overdue}" + (f"; --rotate-after {policy['rotate_after']}" if policy.get("rotate_after") else "")
+        )
     lines.append("")
     lines.append(table(headers, rows))
     return "\n".join(lines)
@@ -221,34 +232,23 @@ def report_text(report: Mapping[str, Any]) -> str:
 
 
 class TerminalProgress:
-    """A progress line on a terminal while a deployment rolls out, redrawn in place at most every ``every_s``:
-    ``deploying ecs-svc/123: IN_PROGRESS, running 1/2, pending 1, 42s``. Call :meth:`done` when it ends."""
+    """Progress lines on a terminal while a deployment rolls out, at most one every ``every_s`` (and always the
+    last): ``deploying ecs-svc/123: IN_PROGRESS, running 1/2, pending 1, 1m 5s``. Whole lines, not a line
+    redrawn in place: log lines share the terminal, and a redrawn line would be torn by them."""
 
-    def __init__(self, stream: TextIO, *, every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, stream: TextIO, *, every_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream
         self.every_s = every_s
         self._clock = clock
         self._last = float("-inf")
-        self._shown = 0
 
     def __call__(self, progress: Any) -> None:
         now = self._clock()
         if now - self._last < self.every_s and not getattr(progress, "final", False):
             return
         self._last = now
-        text = progress_text(progress)
-        pad = max(0, self._shown - len(text))
-        self.stream.write("\r" + text + " " * pad)
+        self.stream.write(progress_text(progress) + "\n")
         self.stream.flush()
-        self._shown = len(text)
-        if getattr(progress, "final", False):
-            self.done()
-
-    def done(self) -> None:
-        if self._shown:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._shown = 0
 
 
 def progress_text(p: Any) -> str:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rotator import health
 from rotator.apply import AfterStep
 from rotator.aws import AwsClients
 from rotator.config import Settings, check_paths
 from rotator.db import Engine, get_engine
 from rotator.deploy import Deployer, make_deployer
+from rotator.deploy.base import DeployProgress
 from rotator.render import ConfigFile
 from rotator.rotation import Adapters, Rotation
 from rotator.store.factory import open_store
 
 
-def build_deployer(settings: Settings, aws: AwsClients) -> Deployer:
+def build_deployer(
+    settings: Settings, aws: AwsClients, *, progress: Callable[[DeployProgress], None] | None = None
+) -> Deployer:
+    """``progress``: shown while an ECS rollout is followed (a terminal display; logs get deploy_progress)."""
     if settings.deploy == "ecs":
         return make_deployer(
             "ecs",
@@ -21,6 +27,7 @@ def build_deployer(settings: Settings, aws: AwsClients) -> Deployer:
             cluster=settings.ecs_cluster,
             service=settings.ecs_service,
             timeout_s=settings.deploy_timeout,
+            progress=progress,
         )
     if settings.deploy == "command":
         return make_deployer(
@@ -50,6 +57,7 @@ def build_rotation(
     deployer: Deployer | None = None,
     after_step: AfterStep | None = None,
     aws: AwsClients | None = None,
+    progress: Callable[[DeployProgress], None] | None = None,
 ) -> tuple[Rotation, AwsClients]:
     """``deployer`` replaces the one the settings name (tests); ``after_step`` is called after each step.
     ``aws``: clients to reuse (a fleet worker's, one rotation at a time); the report counts this run's calls."""
@@ -76,7 +84,7 @@ def build_rotation(
         store=store,
         engine_for=engine_for,
         config_for=config_for,
-        deployer=deployer if deployer is not None else build_deployer(settings, aws),
+        deployer=deployer if deployer is not None else build_deployer(settings, aws, progress=progress),
         http_check=build_http_check(settings),
         # AWS calls are counted once, by botocore's event in AwsClients (the store's own count is by operation).
         api_calls=lambda: clients.api_calls - calls_before,

@@ -18,6 +18,21 @@ class DeploymentState:
     deployment_id: str | None = None
 
 
+@dataclass(frozen=True)
+class DeployProgress:
+    """Where a rollout stands, for a progress display: the deployment followed, its status and rollout state,
+    its task counts, and the seconds since it was started. ``final``: the last one (the rollout ended)."""
+
+    deployment: str
+    status: str | None
+    rollout: str | None
+    running: int
+    desired: int
+    pending: int
+    elapsed_s: float
+    final: bool = False
+
+
 class Deployer(Protocol):
     name: str
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rotator.aws import DEFAULT_MAX_ATTEMPTS, AwsEdge
-from rotator.deploy.base import DeploymentState, DeployStatus
+from rotator.deploy.base import DeploymentState, DeployProgress, DeployStatus
 from rotator.errors import BadInput, DeployError, RotatorError
 from rotator.log import get_logger
 
@@ -47,7 +47,11 @@ class EcsDeployer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        progress: Callable[[DeployProgress], None] | None = None,
+        progress_s: float = 5.0,
     ) -> None:
+        """``progress`` is called every ``progress_s`` seconds while the rollout is followed (between the polls
+        too, with the last state and the time elapsed) and once at the end; a terminal display, for example."""
         if not cluster or not service:
             raise BadInput("the ECS deployer needs a cluster and a service (--ecs-cluster, --ecs-service)")
         if timeout_s <= 0 or poll_s <= 0:
@@ -63,6 +67,8 @@ class EcsDeployer:
         self._log = log if log is not None else get_logger(__name__)
         self._clock = clock
         self._sleep = sleep
+        self._progress = progress
+        self._progress_s = max(0.1, progress_s)
 
     @property
     def _where(self) -> str:
@@ -122,7 +128,13 @@ class EcsDeployer:
                     f"{exc}; the state of deployment {deployment_id} is unknown: check the ECS console"
                 ) from None
             ours = next((d for d in deployments if d.get("id") == deployment_id), None)
-            if self._finished(deployment_id, ours, _primary(deployments), len(deployments)):
+            try:
+                finished = self._finished(deployment_id, ours, _primary(deployments), len(deployments), started)
+            except DeployError:
+                self._show(deployment_id, ours, started, final=True)
+                raise
+            if finished:
+                self._show(deployment_id, ours, started, final=True)
                 self._log.info(
                     "deploy_done",
                     deployer=self.name,
@@ -138,7 +150,39 @@ class EcsDeployer:
                     f"ECS deployment {deployment_id} of {where} did not finish within {self.timeout_s:g}s "
                     f"({last}): check the service's events in the ECS console"
                 )
+            self._wait(deployment_id, ours, started)
+
+    def _wait(self, deployment_id: str, ours: DeploymentTypeDef, started: float) -> None:
+        """Sleep one poll interval; with a progress display, in steps of ``progress_s``, showing each."""
+        if self._progress is None:
             self._sleep(self.poll_s)
+            return
+        left = self.poll_s
+        while left > 0:
+            step = min(self._progress_s, left)
+            self._sleep(step)
+            left -= step
+            self._show(deployment_id, ours, started)
+
+    def _show(self, deployment_id: str, ours: DeploymentTypeDef | None, started: float, *, final: bool = False) -> None:
+        if self._progress is None:
+            return
+        d: Any = ours or {}
+        try:
+            self._progress(
+                DeployProgress(
+                    deployment=deployment_id,
+                    status=d.get("status"),
+                    rollout=d.get("rolloutState"),
+                    running=int(d.get("runningCount", 0)),
+                    desired=int(d.get("desiredCount", 0)),
+                    pending=int(d.get("pendingCount", 0)),
+                    elapsed_s=self._clock() - started,
+                    final=final,
+                )
+            )
+        except Exception as exc:  # a display never fails a deployment
+            self._log.warning("progress_display_failed", error=type(exc).__name__)
 
     def _finished(
         self,
@@ -146,6 +190,7 @@ class EcsDeployer:
         ours: DeploymentTypeDef | None,
         primary: DeploymentTypeDef | None,
         count: int,
+        started: float,
     ) -> bool:
         """True when our deployment completed; False while it is in progress; DeployError when it failed."""
         now_primary = f"; deployment {primary.get('id')} is now primary" if primary is not None else ""
@@ -163,6 +208,7 @@ class EcsDeployer:
             desired=ours.get("desiredCount", 0),
             pending=ours.get("pendingCount", 0),
             failed_tasks=ours.get("failedTasks", 0),
+            elapsed_s=round(self._clock() - started, 1),
         )
         if ours.get("status") != "PRIMARY":
             if rollout == "FAILED" or primary is not None:
