@@ -1,10 +1,14 @@
 """One instance of the demo app: a process that reads its rendered config once, at start, and serves HTTP.
 
     python -m rotator.demo.app --port P --config PATH --template T --engine postgres|mysql --instance N
+    python -m rotator.demo.app --port P --live-secret ARN --aws-endpoint-url URL --engine ... (--app live-secret)
 
 The credentials come only from the config file (never argv or the environment), read back with the same
-template the rotator renders it with. The instance opens a small connection pool at start and keeps it: a
-password change does not end existing sessions, so it runs on until it is restarted onto a new config.
+template the rotator renders it with; or, with ``--live-secret``, from the live secret, read once at start
+the way seed 002's ``get_database_credentials`` does (:mod:`rotator.demo.seed002_reader`).
+
+The instance opens a small connection pool at start and keeps it: a password change does not end existing
+sessions, so it runs on until it is restarted onto new credentials.
 
     GET /query   INSERT a row and read back its id and the database user, as the slot user: 200, else 500
     GET /ready   SELECT 1 on a pooled connection: 200, else 503 (the rolling restart waits for this)
@@ -154,25 +158,43 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(0)
 
 
+def _credentials(args: argparse.Namespace) -> dict[str, str] | None:
+    if args.live_secret:
+        from rotator.demo.seed002_reader import get_database_credentials, slot_of
+
+        values = dict(get_database_credentials(args.live_secret, args.region, args.aws_endpoint_url))
+        return {**values, "slot": slot_of(values["username"], args.slot_users)}
+    deployed = read_deployed(args.template, args.config)
+    if deployed is None or not deployed.raw_ok or deployed.password is None:
+        why = "missing" if deployed is None else deployed.reason
+        print(f"instance {args.instance}: cannot read {args.config}: {why}", file=sys.stderr)
+        return None
+    return dict(deployed.values)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rotator.demo.app")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--template", type=Path, required=True)
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--template", type=Path)
+    parser.add_argument("--live-secret")
+    parser.add_argument("--aws-endpoint-url")
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--slot-users", default="", help="A=user_a,B=user_b: names only, to report the slot")
     parser.add_argument("--engine", choices=["postgres", "mysql"], required=True)
     parser.add_argument("--instance", type=int, default=0)
     parser.add_argument("--pool-size", type=int, default=4)
     args = parser.parse_args(argv)
 
-    deployed = read_deployed(args.template, args.config)
-    if deployed is None or not deployed.raw_ok or deployed.password is None:
-        why = "missing" if deployed is None else deployed.reason
-        print(f"instance {args.instance}: cannot read {args.config}: {why}", file=sys.stderr)
+    values = _credentials(args)
+    if values is None:
         return 2
     try:
-        app = App(args.instance, args.engine, dict(deployed.values), args.pool_size)
+        app = App(args.instance, args.engine, values, args.pool_size)
     except Exception as exc:
-        print(f"instance {args.instance}: cannot connect as {deployed.username}: {type(exc).__name__}", file=sys.stderr)
+        print(
+            f"instance {args.instance}: cannot connect as {values['username']}: {type(exc).__name__}", file=sys.stderr
+        )
         return 3
     server = ThreadingHTTPServer(("127.0.0.1", args.port), handler_for(app))
     server.daemon_threads = True

@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 
 from rotator.demo.database import DemoDatabase
+from rotator.secrets import Slot
 
 REGION = "us-east-1"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo"}  # moto accepts any
@@ -101,6 +102,35 @@ def demo_secrets(moto: MotoSide, db: DemoDatabase, prefix: str) -> Iterator[Demo
         for arn in (slot_arn, admin_arn):
             with contextlib.suppress(Exception):
                 sm.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+
+
+def live_secret_value(db: DemoDatabase, slot: Slot = "A") -> dict[str, Any]:
+    """The app's own secret, as a team on ECS has it before adopting the rotator: the RDS format plus seed 002's
+    ``database``, and a key of the app's own (kept by every rotation)."""
+    login = db.slots[slot]
+    return {
+        "engine": db.engine,
+        "host": login.host,
+        "port": login.port,
+        "username": login.username,
+        "password": login.password,
+        "dbname": login.dbname,
+        "database": login.dbname,
+        "ssl_cert_path": "/etc/ssl/certs/rds-ca-root.pem",
+    }
+
+
+@contextlib.contextmanager
+def demo_live_secret(moto: MotoSide, db: DemoDatabase, prefix: str) -> Iterator[tuple[str, str]]:
+    """The live secret (--live-secret), on slot A: (arn, name); deleted on exit."""
+    sm = moto.client()
+    name = f"{prefix}/app-live"
+    arn = sm.create_secret(Name=name, SecretString=json.dumps(live_secret_value(db)))["ARN"]
+    try:
+        yield arn, name
+    finally:
+        with contextlib.suppress(Exception):
+            sm.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
 
 
 def read_secret(moto: MotoSide, arn: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """`rotator demo`: bring the stack up, run the rotations under load with live progress, print the report.
 
     python -m rotator.demo [--rotations 3] [--instances 2] [--load-threads 4] [--show-rollback]
-                           [--postgres-dsn DSN | --mysql-dsn DSN] [--json] [--verbose]
+                           [--postgres-dsn DSN | --mysql-dsn DSN] [--app config|live-secret] [--json] [--verbose]
 
 Exit code 0 when every rotation ended as expected and not one request failed; 1 otherwise; 2 for bad
 options or a set-up that could not be made; 130 when interrupted (everything started is stopped first).
@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from rotator import log
 from rotator.demo.load import Window
 from rotator.demo.rotations import Event, RotationRun
-from rotator.demo.stack import DemoConfig, DemoStack
+from rotator.demo.stack import APPS, DemoConfig, DemoStack
 
 OUTCOME_OK = 0
 OUTCOME_ROLLED_BACK = 4
@@ -132,8 +132,11 @@ class Printer:
             self.line(f"    {at}  {json.dumps(e)}")
             return
         if kind == "observed":
-            active, config = e.get("active_slot"), e.get("config_slot")
-            self.line(f"    {at}  observed: secret on slot {active}, config on slot {config}")
+            active, config, live = e.get("active_slot"), e.get("config_slot"), e.get("live_secret")
+            if isinstance(live, dict):
+                self.line(f"    {at}  observed: secret on slot {active}, live secret on slot {live.get('slot')}")
+            else:
+                self.line(f"    {at}  observed: secret on slot {active}, config on slot {config}")
         elif kind == "step":
             slot = e.get("slot") or "-"
             ms = e.get("duration_ms", 0)
@@ -161,6 +164,8 @@ def _window_text(w: Window) -> str:
 def _slots(value: Any) -> str:
     if not isinstance(value, dict):
         return "?"
+    if "live" in value:  # --app live-secret: no config file, the live secret is the app's source
+        return f"{value.get('active')}/{value.get('live')}"
     return f"{value.get('active')}/{value.get('config')}"
 
 
@@ -173,7 +178,8 @@ def _rotate(stack: DemoStack, p: Printer, label: str, expected_exit: int) -> Rot
     p.line(
         f"  done in {run.wall_ms / 1000:.2f} s: exit {run.exit_code} "
         f"({report.get('outcome', 'no report')}, {verdict}); "
-        f"slots (secret/config) {_slots(report.get('slots_before'))} -> {_slots(report.get('slots_after'))}; "
+        f"slots (secret/{'live' if stack.live_arn else 'config'}) "
+        f"{_slots(report.get('slots_before'))} -> {_slots(report.get('slots_after'))}; "
         f"{report.get('aws_api_calls', '?')} Secrets Manager calls"
     )
     p.line(f"  requests while it ran: {_window_text(load)}")
@@ -195,7 +201,8 @@ def _print_report(p: Printer, result: DemoResult, stack: DemoStack) -> None:
             f"{r.run.wall_ms / 1000:>6.2f} s  {rep.get('aws_api_calls', '?'):>8}  {_n(r.load.served):>8}  "
             f"{_n(r.load.failed):>6}  {r.load.p99_ms:>5.1f} ms"
         )
-    p.line("  (slots: secret's active slot / slot the deployed config uses, before -> after)")
+    source = "live secret names" if stack.live_arn is not None else "deployed config uses"
+    p.line(f"  (slots: secret's active slot / slot the {source}, before -> after)")
     for r in result.rotations:
         p.line()
         p.line(f"  timeline of rotation {r.label} (ms from the start of `rotator rotate`; requests during each step)")
@@ -211,7 +218,8 @@ def _print_report(p: Printer, result: DemoResult, stack: DemoStack) -> None:
     p.line()
     calls = [r.run.report.get("aws_api_calls", 0) or 0 for r in result.rotations]
     per = "/".join(str(c) for c in calls)
-    p.line(f"  Secrets Manager: {sum(calls)} API calls by {len(calls)} rotations ({per}); 2 more at set-up")
+    setup = 3 if stack.live_arn is not None else 2  # creating the secrets
+    p.line(f"  Secrets Manager: {sum(calls)} API calls by {len(calls)} rotations ({per}); {setup} more at set-up")
     dr = result.during_rotations
     p.line(
         f"  requests: {_n(result.total.served)} served, {_n(result.total.failed)} failed in "
@@ -256,7 +264,8 @@ def demo(config: DemoConfig, out: TextIO | None = None, *, verbose: bool = False
                     f"{standby}, so the flip must roll back to {live} (exit 4) without failing a request"
                 )
             else:
-                p.line(f"rotation {label} of {config.rotations}: `rotator rotate --deploy command`, slot {live} live")
+                how = "--deploy command --live-secret" if config.app == "live-secret" else "--deploy command"
+                p.line(f"rotation {label} of {config.rotations}: `rotator rotate {how}`, slot {live} live")
             try:
                 result.rotations.append(_rotate(stack, p, label, expected))
             finally:
@@ -267,6 +276,8 @@ def demo(config: DemoConfig, out: TextIO | None = None, *, verbose: bool = False
         result.load_seconds = stack.load.stopped_at - stack.load.started_at
         result.failures = stack.load.failures()
         result.slots_logging_in = {slot: stack.slot_logs_in(slot) for slot in ("A", "B")}
+        if stack.live_arn is not None:
+            result.slots_logging_in["live secret"] = stack.live_logs_in()
         _print_report(p, result, stack)
     result.cleaned = stack.cleaned
     p.line()
@@ -307,6 +318,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--postgres-dsn", default=os.environ.get("ROTATOR_DEMO_POSTGRES_DSN") or None)
     ap.add_argument("--mysql-dsn", default=os.environ.get("ROTATOR_DEMO_MYSQL_DSN") or None)
     ap.add_argument("--show-rollback", action="store_true", default=_env_flag("ROTATOR_DEMO_SHOW_ROLLBACK"))
+    ap.add_argument(
+        "--app",
+        choices=APPS,
+        default=os.environ.get("ROTATOR_DEMO_APP") or "config",
+        help="config: instances read a rendered config file; live-secret: they read the live secret once at "
+        "start (seed 002's get_database_credentials, as on ECS with valueFrom)",
+    )
     ap.add_argument("--json", action="store_true", default=_env_flag("ROTATOR_DEMO_JSON"))
     ap.add_argument("--verbose", action="store_true", default=_env_flag("ROTATOR_DEMO_VERBOSE"))
     return ap
@@ -324,6 +342,7 @@ def run_command(
     postgres_dsn: str | None = None,
     mysql_dsn: str | None = None,
     show_rollback: bool = False,
+    app: str = "config",
     json: bool = False,
     verbose: bool = False,
 ) -> int:
@@ -336,6 +355,7 @@ def run_command(
             postgres_dsn=postgres_dsn or None,
             mysql_dsn=mysql_dsn or None,
             show_rollback=show_rollback,
+            app=app,
         )
     except ValueError as exc:
         print(f"rotator demo: {exc}", file=sys.stderr)

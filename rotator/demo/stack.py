@@ -21,7 +21,15 @@ from typing import Any, TypeVar
 
 from rotator import render, templates_builtin
 from rotator.db import get_engine
-from rotator.demo.aws import DemoSecrets, MotoSide, demo_secrets, moto_server, read_secret, slot_secret_value
+from rotator.demo.aws import (
+    DemoSecrets,
+    MotoSide,
+    demo_live_secret,
+    demo_secrets,
+    moto_server,
+    read_secret,
+    slot_secret_value,
+)
 from rotator.demo.database import (
     DemoDatabase,
     Login,
@@ -38,9 +46,11 @@ from rotator.demo.front import Fleet, Front, Instance, wait_ready
 from rotator.demo.load import LoadGenerator
 from rotator.demo.pgembedded import embedded_postgres
 from rotator.demo.rotations import Event, RotationRun, run_rotation
+from rotator.demo.seed002_reader import slot_of
 from rotator.secrets import Slot, SlotSecret
 
 TEMPLATE_NAME = "app.env.j2"
+APPS = ("config", "live-secret")  # how the instances get their credentials: a rendered file, or the live secret
 T = TypeVar("T")
 
 
@@ -57,8 +67,11 @@ class DemoConfig:
     health_attempts: int = 3
     health_interval: float = 0.5
     warmup_s: float = 1.0
+    app: str = "config"
 
     def __post_init__(self) -> None:
+        if self.app not in APPS:
+            raise ValueError(f"--app must be one of {', '.join(APPS)}")
         if self.postgres_dsn and self.mysql_dsn:
             raise ValueError("give --postgres-dsn or --mysql-dsn, not both")
         if self.instances < 2:
@@ -98,6 +111,7 @@ class DemoStack:
         self.moto: MotoSide
         self.secrets: DemoSecrets
         self.config_path = Path()
+        self.live_arn: str | None = None
         self.fleet: Fleet
         self.front: Front
         self.load: LoadGenerator
@@ -155,7 +169,17 @@ class DemoStack:
         )
 
         self.config_path = self.tmp / "app.env"
-        self._render("A")
+        if cfg.app == "live-secret":
+            self.live_arn, live_name = self._enter(
+                demo_live_secret(self.moto, self.db, self.secrets.slot_name.rsplit("/", 1)[0]),
+                "deleted the live secret",
+            )
+            say(
+                f"  live      live secret {live_name} (RDS format + database + the app's own ssl_cert_path) on slot A: "
+                "what the instances read at start, like seed 002's get_database_credentials with @lru_cache"
+            )
+        else:
+            self._render("A")
         self._start_app()
         self.load = LoadGenerator(self.front.url, threads=cfg.load_threads)
         self.load.start()
@@ -189,12 +213,18 @@ class DemoStack:
         cfg = self.config
         ports = [_free_port() for _ in range(cfg.instances)]
 
+        if self.live_arn is not None:
+            source = ["--live-secret", self.live_arn, "--aws-endpoint-url", self.moto.endpoint_url]
+            source += ["--slot-users", self._slot_users()]
+        else:
+            source = ["--config", str(self.config_path), "--template", str(self.template)]
+
         def command(inst: Instance) -> list[str]:
             return [
                 sys.executable,
                 "-m",
                 "rotator.demo.app",
-                *("--port", str(inst.port), "--config", str(self.config_path), "--template", str(self.template)),
+                *("--port", str(inst.port), *source),
                 *("--engine", self.db.engine, "--instance", str(inst.index), "--pool-size", str(cfg.pool_size)),
             ]
 
@@ -209,9 +239,13 @@ class DemoStack:
         self.front.start()
         self._cleanup("stopped the front", self.front.stop)
         pids = ", ".join(str(i.proc.pid) for i in self.fleet.instances if i.proc)
+        reads = (
+            "the live secret once"
+            if self.live_arn is not None
+            else f"{self.config_path.name} (rendered from templates/{TEMPLATE_NAME}, mode 0600)"
+        )
         self.say(
-            f"  app       {cfg.instances} instances (pids {pids}), each reading {self.config_path.name} "
-            f"(rendered from templates/{TEMPLATE_NAME}, mode 0600) at start; "
+            f"  app       {cfg.instances} instances (pids {pids}), each reading {reads} at start; "
             f"round-robin front at {self.front.url}, control API at {self.front.control_url}"
         )
 
@@ -221,16 +255,22 @@ class DemoStack:
         """`rotator rotate` configured through the ROTATOR_* twins of its flags: no secret in them."""
         cfg = self.config
         restart = f"{shlex.quote(sys.executable)} -m rotator.demo.restart --control {self.front.control_url}"
+        if self.live_arn is not None:
+            target = {"ROTATOR_LIVE_SECRET": self.live_arn}  # no --template: the live secret is the app's config
+        else:
+            target = {
+                "ROTATOR_TEMPLATE": str(self.template),
+                "ROTATOR_CONFIG_PATH": str(self.config_path),
+                "ROTATOR_FILE_MODE": "0600",
+            }
         return {
             **self.moto.environment(),
+            **target,
             "ROTATOR_SLOT_SECRET": self.secrets.slot_arn,
             "ROTATOR_ADMIN_SECRET": self.secrets.admin_arn,
             "ROTATOR_REGION": "us-east-1",
             "ROTATOR_AWS_ENDPOINT_URL": self.moto.endpoint_url,
             "ROTATOR_DB_TLS": "disable",
-            "ROTATOR_TEMPLATE": str(self.template),
-            "ROTATOR_CONFIG_PATH": str(self.config_path),
-            "ROTATOR_FILE_MODE": "0600",
             "ROTATOR_DEPLOY": "command",
             "ROTATOR_DEPLOY_COMMAND": restart,
             "ROTATOR_DEPLOY_TIMEOUT": f"{cfg.deploy_timeout:g}",
@@ -251,8 +291,28 @@ class DemoStack:
         return str(self.slot_secret()["active_slot"])
 
     def config_slot(self) -> str | None:
+        """The slot the app's credentials source names: the rendered config, or the live secret."""
+        if self.live_arn is not None:
+            return self.live_slot()
         deployed = render.read_deployed(self.template, self.config_path)
         return deployed.slot if deployed is not None else None
+
+    def live_secret(self) -> dict[str, Any] | None:
+        return read_secret(self.moto, self.live_arn) if self.live_arn is not None else None
+
+    def live_slot(self) -> str | None:
+        live = self.live_secret()
+        return None if live is None else slot_of(str(live.get("username", "")), self._slot_users())
+
+    def _slot_users(self) -> str:
+        return ",".join(f"{slot}={login.username}" for slot, login in self.db.slots.items())
+
+    def live_logs_in(self) -> bool:
+        live = self.live_secret()
+        if live is None:
+            return False
+        login = Login(live["host"], int(live["port"]), live["database"], live["username"], live["password"])
+        return get_engine(self.db.engine).check_login(login.endpoint, login.username, login.password).ok
 
     def slot_logs_in(self, slot: Slot) -> bool:
         creds = self.slot_secret()[slot]
