@@ -204,6 +204,7 @@ def launch(overrides: tuple[str, ...], **kw: Any) -> None:
 @main.command("iam-policy")
 @setting_option("slot_secret", required=True)
 @setting_option("admin_secret", required=True)
+@setting_option("live_secret")
 @setting_option("region", required=True)
 @_opt("--account-id", env="ROTATOR_ACCOUNT_ID", required=True, help="12-digit AWS account id.")
 @setting_option("ecs_cluster")
@@ -219,6 +220,7 @@ def iam_policy(**kw: Any) -> None:
             account_id=kw["account_id"],
             slot_secret_arn=kw["slot_secret"],
             admin_secret_arn=kw["admin_secret"],
+            live_secret_arn=kw["live_secret"],
             cluster_name=kw["ecs_cluster"],
             service_name=kw["ecs_service"],
             kms_key_arn=kw["kms_key_arn"],

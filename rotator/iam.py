@@ -103,9 +103,11 @@ def build_policy(
     log_group_arn: str | None = None,
     efs_file_system_arn: str | None = None,
     efs_access_point_arn: str | None = None,
+    live_secret_arn: str | None = None,
     partition: str = "aws",
 ) -> Policy:
-    """The rotation task's role policy: exactly the two secrets, the one service, the key only via Secrets Manager.
+    """The rotation task's role policy: exactly the two secrets (three with ``--live-secret``: the rotator writes
+    it, pending then current, like the slot secret), the one service, the key only via Secrets Manager.
 
     ``slot_secret_arn``/``admin_secret_arn`` may be names (granted as ``NAME-??????``). Pass no cluster and
     service for ``--deploy command|none``. ``log_group_arn`` is accepted for symmetry with the task's
@@ -114,7 +116,8 @@ def build_policy(
     _check_scope(region, account_id)
     del log_group_arn  # the execution role writes the task's logs; the task role never does
     scope = {"region": region, "account_id": account_id, "partition": partition}
-    secrets = sorted({secret_arn(slot_secret_arn, **scope), secret_arn(admin_secret_arn, **scope)})
+    given = (slot_secret_arn, admin_secret_arn, *((live_secret_arn,) if live_secret_arn else ()))
+    secrets = sorted({secret_arn(secret, **scope) for secret in given})
     statements: list[Statement] = [
         {"Sid": "RotationSecrets", "Effect": "Allow", "Action": list(SECRETS_ACTIONS), "Resource": secrets},
     ]

@@ -42,7 +42,7 @@ ROTATOR_ENV = {
     "ROTATOR_DEPLOY", "ROTATOR_ECS_CLUSTER", "ROTATOR_ECS_SERVICE", "ROTATOR_DEPLOY_COMMAND", "ROTATOR_DEPLOY_TIMEOUT",
     "ROTATOR_GRACE_SECONDS", "ROTATOR_HEALTH_URL", "ROTATOR_HEALTH_STATUSES", "ROTATOR_HEALTH_INSECURE",
     "ROTATOR_DB_TLS", "ROTATOR_DB_CA_BUNDLE", "ROTATOR_DRY_RUN", "ROTATOR_LOG_JSON", "ROTATOR_SYNC_DB_USERS",
-    "ROTATOR_SKIP_ADMIN",
+    "ROTATOR_SKIP_ADMIN", "ROTATOR_LIVE_SECRET",
 }  # fmt: skip
 
 
@@ -121,6 +121,7 @@ def test_full_stack_roles_match_rotator_iam(aws: AwsEnv) -> None:
         "GitHubBranch": "main",
         "GitHubOidcProviderArn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com",
         "AlarmTopicArn": topic,
+        "LiveSecretArn": f"arn:aws:secretsmanager:{aws.region}:{ACCOUNT}:secret:{aws.prefix}/live-MnOpQr",
     }
     stack = deploy(aws, "full", **parameters)
     efs_prefix = f"arn:aws:elasticfilesystem:{aws.region}:{ACCOUNT}"
@@ -130,6 +131,7 @@ def test_full_stack_roles_match_rotator_iam(aws: AwsEnv) -> None:
         account_id=ACCOUNT,
         slot_secret_arn=parameters["SlotSecretArn"],
         admin_secret_arn=parameters["AdminSecretArn"],
+        live_secret_arn=parameters["LiveSecretArn"],
         cluster_name=parameters["ClusterName"],
         service_name="web",
         kms_key_arn=kms,

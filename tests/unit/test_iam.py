@@ -78,6 +78,18 @@ def test_rotation_policy_is_exactly_two_secrets_and_one_service() -> None:
     assert ecs["Resource"] == [f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/app/web"]
 
 
+def test_the_live_secret_is_granted_only_when_given() -> None:
+    """--live-secret: the rotator writes it like the slot secret (pending, then current): the same actions, on
+    exactly that one more secret; without it, nothing more."""
+    live = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:app/live-XyZ123"
+    statements = by_sid(policy(live_secret_arn=live))
+    assert set(statements) == {"RotationSecrets", "RotationEcsService"}
+    assert sorted(statements["RotationSecrets"]["Resource"]) == sorted([SLOT_ARN, ADMIN_ARN, live])
+    by_name = by_sid(policy(live_secret_arn="app/live"))["RotationSecrets"]["Resource"]
+    assert f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:app/live-??????" in by_name
+    assert sorted(by_sid(policy(live_secret_arn=None))["RotationSecrets"]["Resource"]) == sorted([SLOT_ARN, ADMIN_ARN])
+
+
 @pytest.mark.parametrize("with_key", [False, True])
 @pytest.mark.parametrize("with_ecs", [False, True])
 def test_no_wildcard_resource_for_secrets_or_ecs(with_key: bool, with_ecs: bool) -> None:
