@@ -243,5 +243,9 @@ def demo(args: tuple[str, ...]) -> None:
 
 main.add_command(fleet)
 
+from rotator.adopt_cli import adopt  # noqa: E402  (it builds its options from this module's setting_option)
+
+main.add_command(adopt)
+
 if __name__ == "__main__":
     main()

@@ -625,6 +625,8 @@ def _heal_live_secret(w: World, opt: Options, rec: _Reconciled, steps: list[Step
         )
         return []
     return list(_live_secret(opt, rec.active, f"the live secret does not hold slot {rec.active}'s credentials"))
+
+
 def _younger_than_policy(w: World, opt: Options, healed: _Healed, active: Slot, live: Slot | None) -> str | None:
     """Why no flip is due under --rotate-after (the live slot's password is younger), or None. An interrupted
     flip is always finished, and a password of unknown age (no rotated_at, or adopted because the secret had

@@ -68,6 +68,7 @@ class Statement:
     text: str
     query: Any = field(repr=False)
     params: tuple[Any, ...] = field(default=(), repr=False)
+    right: str = ""  # the right it gives, by name (grant statements)
 
 
 @dataclass(frozen=True)

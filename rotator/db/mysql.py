@@ -589,6 +589,37 @@ class MySQLAdminSession:
             rows = self._execute("SHOW GRANTS FOR %s@%s", (username, self._host))
         return [strip_auth_clause(str(line)) for (line,) in rows]
 
+    # ------------------------------------------------------------ for rotator.adopt
+
+    @property
+    def user_host(self) -> str:
+        return self._host
+
+    def hosts_of(self, username: str) -> list[str]:
+        validate_mysql_user(username)
+        with translate_errors("listing a user's hosts", (pymysql.err.MySQLError,), describe=_message):
+            return self._hosts_of(username)
+
+    def identified(self, password: str) -> tuple[str, str]:
+        """The authentication clause (one ``%s``) and its hash parameter, as CREATE/ALTER USER take them."""
+        with translate_errors("reading the server version", (pymysql.err.MySQLError,), describe=_message):
+            return self._identified(password)
+
+    def is_mariadb(self) -> bool:
+        with translate_errors("reading the server version", (pymysql.err.MySQLError,), describe=_message):
+            return self._mariadb()
+
+    def marker_role_exists(self, dbname: str) -> bool:
+        with translate_errors("reading the marker role", (pymysql.err.MySQLError,), describe=_message):
+            rows = self._execute(
+                "SELECT 1 FROM mysql.user WHERE User = %s AND Host = %s", (marker_role(dbname), self._marker_host())
+            )
+        return bool(rows)
+
+    def mogrify(self, query: str, params: tuple[Any, ...]) -> str:
+        with self._conn.cursor() as cur:
+            return cur.mogrify(query, params)
+
     # ------------------------------------------------------------ grants kept equal
 
     def _atoms_of(self, user: str, hosts: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -632,7 +663,7 @@ class MySQLAdminSession:
                     params = (target, self._host)
                     with self._conn.cursor() as cur:
                         text = cur.mogrify(template, params)
-                    out.append(Statement(text, template, params))
+                    out.append(Statement(text, template, params, right="; ".join(atoms)))
                     have.update(atoms)
             return out
 

@@ -173,32 +173,34 @@ _ACL_PRIVILEGES = frozenset(
     }
 )
 # Direct grants to one role on this database and its objects: (object kind, schema, name, routine arguments,
-# column, privilege, with grant option). Routine arguments are the server's own rendering
-# (pg_get_function_identity_arguments), the only catalog text a statement takes unquoted.
+# column, privilege, with grant option, whether the role owns the object). Routine arguments are the server's
+# own rendering (pg_get_function_identity_arguments), the only catalog text a statement takes unquoted.
 _OBJECT_GRANTS_QUERY: LiteralString = """
 WITH r AS (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
-SELECT 'DATABASE', NULL, d.datname, NULL, NULL, a.privilege_type, a.is_grantable
+SELECT 'DATABASE', NULL, d.datname, NULL, NULL, a.privilege_type, a.is_grantable,
+       d.datdba = (SELECT oid FROM r)
   FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = current_database() AND a.grantee = (SELECT oid FROM r)
 UNION ALL
-SELECT 'SCHEMA', NULL, n.nspname, NULL, NULL, a.privilege_type, a.is_grantable
+SELECT 'SCHEMA', NULL, n.nspname, NULL, NULL, a.privilege_type, a.is_grantable, n.nspowner = (SELECT oid FROM r)
   FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = (SELECT oid FROM r)
 UNION ALL
 SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname, NULL, NULL,
-       a.privilege_type, a.is_grantable
+       a.privilege_type, a.is_grantable, c.relowner = (SELECT oid FROM r)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
  WHERE a.grantee = (SELECT oid FROM r)
 UNION ALL
-SELECT 'TABLE', n.nspname, c.relname, NULL, t.attname, a.privilege_type, a.is_grantable
+SELECT 'TABLE', n.nspname, c.relname, NULL, t.attname, a.privilege_type, a.is_grantable,
+       c.relowner = (SELECT oid FROM r)
   FROM pg_attribute t JOIN pg_class c ON c.oid = t.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace,
        aclexplode(t.attacl) a
  WHERE a.grantee = (SELECT oid FROM r) AND NOT t.attisdropped
 UNION ALL
 SELECT 'ROUTINE', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), NULL, a.privilege_type,
-       a.is_grantable
+       a.is_grantable, p.proowner = (SELECT oid FROM r)
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace, aclexplode(p.proacl) a
  WHERE a.grantee = (SELECT oid FROM r)
 UNION ALL
-SELECT 'TYPE', n.nspname, t.typname, NULL, NULL, a.privilege_type, a.is_grantable
+SELECT 'TYPE', n.nspname, t.typname, NULL, NULL, a.privilege_type, a.is_grantable, t.typowner = (SELECT oid FROM r)
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace, aclexplode(t.typacl) a
  WHERE a.grantee = (SELECT oid FROM r)
 """
@@ -558,10 +560,27 @@ class PostgresAdminSession:
                     lines.append(f"{priv} ON SCHEMA public")
             return lines
 
+    # ------------------------------------------------------------ for rotator.adopt
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        return self._conn
+
+    def owner_role_of(self, dbname: str) -> str:
+        return self._owner_of(dbname)
+
+    def verifier(self, username: str, password: str) -> str:
+        """The SCRAM-SHA-256 verifier of ``password`` for ``username``, computed by libpq on this side."""
+        return self._verifier(username, password)
+
+    def grant_items(self, username: str, *, owned: bool = True) -> dict[str, GrantItem]:
+        return self._grant_items(username, owned=owned)
+
     # ------------------------------------------------------------ grants kept equal
 
-    def _grant_items(self, username: str) -> dict[str, GrantItem]:
-        """What ``username`` holds, by a name that does not mention it -> how to give it to another role."""
+    def _grant_items(self, username: str, *, owned: bool = True) -> dict[str, GrantItem]:
+        """What ``username`` holds, by a name that does not mention it -> how to give it to another role.
+        ``owned=False``: without its rights on the objects it owns (an owner's, which move with ownership)."""
         items: dict[str, GrantItem] = {}
         for role, admin in self._conn.execute(
             "SELECT g.rolname, m.admin_option FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
@@ -587,10 +606,10 @@ class PostgresAdminSession:
                 name=sql.Identifier(*name.split(".")),
                 value=_setting_value(name, value),
             )
-        for kind, schema, name, args, column, privilege, grantable in self._conn.execute(
+        for kind, schema, name, args, column, privilege, grantable, own in self._conn.execute(
             _OBJECT_GRANTS_QUERY, {"role": username}
         ).fetchall():
-            if privilege not in _ACL_PRIVILEGES:
+            if privilege not in _ACL_PRIVILEGES or (own and not owned):
                 continue
             what = sql.SQL("{}{} ON {} {}{}{}").format(
                 sql.SQL(privilege),
@@ -619,13 +638,19 @@ class PostgresAdminSession:
             for key, make in sorted(self._grant_items(source).items()):
                 if key not in have:
                     query = make(target=sql.Identifier(target))
-                    out.append(Statement(query.as_string(self._conn), query))
+                    out.append(Statement(query.as_string(self._conn), query, right=key))
             return out
 
     def execute(self, statements: Sequence[Statement]) -> None:
+        """Each statement on its own; one whose query is a tuple runs its parts in one transaction."""
         for statement in statements:
             with translate_errors(statement.text, (psycopg.Error,)):
-                self._conn.execute(statement.query, statement.params or None)
+                if isinstance(statement.query, tuple):
+                    with self._conn.transaction():
+                        for part in statement.query:
+                            self._conn.execute(part)
+                else:
+                    self._conn.execute(statement.query, statement.params or None)
             log.info("statement", engine="postgres", sql=statement.text)
 
     def sessions_of(self, username: str) -> UserSessions:

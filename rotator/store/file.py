@@ -52,8 +52,8 @@ class FileStore:
 
     # -- bootstrapping ------------------------------------------------------------------------------------
 
-    def create(self, secret_id: str, value: str) -> str:
-        """Create a secret with ``value`` as its AWSCURRENT version; returns the version id."""
+    def create(self, secret_id: str, value: str, token: str | None = None) -> str:
+        """Create a secret with ``value`` as its AWSCURRENT version; returns the version id (``token`` when given)."""
         self._operations += 1
         register_secret(value)
         path = self.path_for(secret_id)
@@ -67,7 +67,7 @@ class FileStore:
             ) from None
         if exists:
             raise StoreError(f"secret {secret_id} already exists in {self.directory}: pick another name")
-        version_id = str(uuid.uuid4())
+        version_id = token or str(uuid.uuid4())
         self._write(secret_id, {version_id: {"value": value, "stages": [CURRENT]}})
         return version_id
 

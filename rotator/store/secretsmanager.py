@@ -79,6 +79,18 @@ class SecretsManagerStore:
     def api_calls(self) -> int:
         return sum(self.calls.values())
 
+    # -- bootstrapping ------------------------------------------------------------------------------------
+
+    def create(self, secret_id: str, value: str, token: str) -> str:
+        """Create the secret ``secret_id`` (a name) with ``value`` as AWSCURRENT; idempotent per token (a retry of
+        the same request is not an error). Returns the version id."""
+        register_secret(value)
+        response = self._call("CreateSecret", secret_id, Name=secret_id, SecretString=value, ClientRequestToken=token)
+        version_id = str(response.get("VersionId") or token)
+        self._seen[(secret_id, version_id)] = value
+        log.debug("store.create", secret_id=sanitize_arn(secret_id), version_id=version_id)
+        return version_id
+
     # -- the protocol --------------------------------------------------------------------------------------
 
     def read(self, secret_id: str) -> SecretVersions:
