@@ -108,8 +108,18 @@ def redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> Mu
     return event_dict
 
 
+_json_lines = False
+
+
+def is_json() -> bool:
+    """Whether log lines are JSON (--log-json): then CloudWatch EMF metric lines go with them (rotator.metrics)."""
+    return _json_lines
+
+
 def configure(*, json: bool = False, level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog once per process (idempotent). Output goes to stderr by default."""
+    global _json_lines
+    _json_lines = json
     out = stream if stream is not None else sys.stderr
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -209,7 +209,12 @@ class Rotation:
             live_secret=s.live_secret,
             clock=a.clock,
         )
-        Applier(ports, state, the_plan, self.report, stop=stop, after_step=self.after_step).apply_all()
+        try:
+            Applier(ports, state, the_plan, self.report, stop=stop, after_step=self.after_step).apply_all()
+        finally:
+            # The ages as the run leaves them (a flip has just given the old slot and the admin new passwords).
+            after = replace(w, secret=state.secret, admin=state.admin, config_slot=None, now=a.clock())
+            self.report.ages = age.policy_of(after, s).as_dict()
 
     def _describe(self, obs: Observed, the_plan: Plan) -> None:
         w = obs.world

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rotator import health
+from rotator import audit, health
 from rotator.apply import AfterStep
 from rotator.aws import AwsClients
 from rotator.config import Settings, check_paths
@@ -90,5 +90,6 @@ def build_rotation(
         api_calls=lambda: clients.api_calls - calls_before,
         store_operations=lambda: store.api_calls,
         check_inputs=lambda: check_paths(settings),
+        after_run=audit.after_run(settings, aws),
     )
     return Rotation(settings, adapters, after_step=after_step), aws

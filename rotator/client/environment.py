@@ -17,6 +17,7 @@ Every argument has an environment-variable twin (argument first):
 ``ttl``                     ``ROTATOR_CLIENT_TTL`` (seconds)
 ``keys``                    ``ROTATOR_CLIENT_KEYS`` (``username=user,dbname=db|database``)
 ``allow_env_fallback``      ``ROTATOR_CLIENT_ALLOW_ENV_FALLBACK`` (1/true/yes)
+``metrics``                 ``ROTATOR_CLIENT_METRICS`` (``emf``: CloudWatch EMF lines on stdout, rotator.metrics)
 ==========================  ==============================================================================
 """
 
@@ -76,6 +77,10 @@ def from_environment(
             options["keys"] = KeyNames.parse(environ["ROTATOR_CLIENT_KEYS"])
         except ValueError as exc:
             raise ConfigurationError(f"ROTATOR_CLIENT_KEYS: {exc}") from None
+    if "metrics" not in options and environ.get("ROTATOR_CLIENT_METRICS"):
+        if environ["ROTATOR_CLIENT_METRICS"].strip().lower() != "emf":
+            raise ConfigurationError("ROTATOR_CLIENT_METRICS must be emf (CloudWatch EMF lines on stdout) or unset")
+        options["metrics"] = "emf"
     has_url = bool(environ.get(database_url_var))
 
     if is_local(env) and (has_url or not (secret_id or parameter)):

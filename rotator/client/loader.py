@@ -10,12 +10,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from rotator.client import audit
+from rotator.client import cache as _cache
 from rotator.client._log import log
 from rotator.client.arn import sanitize_secret_arn_for_logging
 from rotator.client.cache import DEFAULT_JITTER, DEFAULT_TTL, RefreshingValue
 from rotator.client.credentials import DbCredentials, KeyNames, parse_database_url, parse_secret
-from rotator.client.errors import CredentialError, CredentialsUnavailable, is_auth_failure
+from rotator.client.errors import ConfigurationError, CredentialError, CredentialsUnavailable, is_auth_failure
 from rotator.client.sources import DatabaseUrlSource, Source, source_for
+from rotator.metrics import ClientMetrics
 
 if TYPE_CHECKING:
     from rotator.client.vault import VaultSession
@@ -51,6 +54,7 @@ class CredentialLoader(RefreshingValue[DbCredentials]):
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
         min_refresh_interval: float = 1.0,
+        metrics: ClientMetrics | Literal["emf"] | None = None,
     ) -> None:
         super().__init__(
             ttl=ttl,
@@ -63,6 +67,13 @@ class CredentialLoader(RefreshingValue[DbCredentials]):
         self.fallback = fallback
         self.keys = keys or KeyNames()
         self.defaults = dict(defaults or {})
+        if isinstance(metrics, str):
+            if metrics != "emf":
+                raise ConfigurationError('metrics must be "emf", a ClientMetrics or None')
+            metrics = ClientMetrics(sanitize_secret_arn_for_logging(source.label))
+        self.metrics: ClientMetrics | None = metrics or None
+        if self.metrics is not None:
+            self.get = self._get_counted  # type: ignore[method-assign]
         self._valid_for: float | None = None
 
     def __repr__(self) -> str:
@@ -148,23 +159,72 @@ class CredentialLoader(RefreshingValue[DbCredentials]):
 
     def _fetch_from(self, source: Source) -> DbCredentials:
         started = time.perf_counter()
-        fetched = source.fetch()
-        self._valid_for = fetched.valid_for
-        if fetched.format == "url":
-            creds = parse_database_url(fetched.text, what=source.label)
-        else:
-            creds = parse_secret(
-                fetched.text, keys=self.keys, defaults=self.defaults, version=fetched.version, what=source.label
-            )
+        fallback = source is not self.source
+        try:
+            fetched = source.fetch()
+            self._valid_for = fetched.valid_for
+            if fetched.format == "url":
+                creds = parse_database_url(fetched.text, what=source.label)
+            else:
+                creds = parse_secret(
+                    fetched.text, keys=self.keys, defaults=self.defaults, version=fetched.version, what=source.label
+                )
+        except Exception as exc:
+            self._audit(source, started, fallback=fallback, error=exc)
+            raise
+        arn = sanitize_secret_arn_for_logging(fetched.arn) if fetched.arn else source.label
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
         log.info(
             "db_credentials_fetched",
             source=source.kind,
-            arn=sanitize_secret_arn_for_logging(fetched.arn) if fetched.arn else source.label,
+            arn=arn,
             version=fetched.version,
             slot=creds.slot,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            duration_ms=duration_ms,
         )
+        self._audit(source, started, fallback=fallback, arn=arn, version=fetched.version, slot=creds.slot)
         return creds
+
+    def _audit(
+        self,
+        source: Source,
+        started: float,
+        *,
+        fallback: bool,
+        arn: str | None = None,
+        version: str | None = None,
+        slot: str | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """The fetch's audit event (rotator.client.audit) and its metrics (when enabled); never raises."""
+        try:
+            audit.emit(
+                audit.access_event(
+                    success=error is None,
+                    source=source.kind,
+                    secret_arn=arn or source.label,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    version=version,
+                    slot=slot,
+                    error=error,
+                    error_code=_error_code(error) if error is not None else None,
+                    fallback=fallback,
+                )
+            )
+            if self.metrics is not None:
+                self.metrics.fetched(ok=error is None)
+        except Exception:  # auditing never breaks a fetch
+            log.warning("db_credentials_audit_failed", error=type(error).__name__ if error else None)
+
+    def _get_counted(self) -> DbCredentials:
+        """:meth:`get` when metrics are on: counts cache hits and misses (installed per instance, so the
+        uncounted hot path stays as it is)."""
+        entry = self._entry
+        if entry is not None and _cache._now() < entry[1]:
+            self.metrics.hit()  # type: ignore[union-attr]
+            return entry[0]
+        self.metrics.miss()  # type: ignore[union-attr]
+        return self._get_slow()
 
     def _load(self) -> DbCredentials:
         return self._fetch_from(self.source)
