@@ -266,14 +266,58 @@ def dual_slot_scenario(bao: Any, demo: Any, args: argparse.Namespace, retry: boo
 
 
 def _dual_slot(bao: Any, demo: Any, args: argparse.Namespace, stack: ExitStack, retry: bool) -> Scenario:
-    from rotator.client import CredentialLoader
-    from rotator.demo.aws import demo_secrets
     from rotator.demo.rotations import run_rotation
 
     ttl = 300.0 if retry else args.ttl
     scenario = Scenario("b" if retry else "b2", "", retry, ttl)
     if args.store == "vault":
-        raise SystemExit("--store vault: this checkout has no Vault store yet; use --store secretsmanager")
+        settings, loader = _vault_store(bao, demo, ttl)
+        scenario.label = "rotator dual-slot, Vault KV v2 store on the same OpenBao (--store vault)"
+    else:
+        settings, loader = _secretsmanager_store(demo, ttl, stack)
+        scenario.label = "rotator dual-slot, Secrets Manager store on moto (NOT the Vault store)"
+    if not retry:
+        # Clients re-read every TTL seconds: the old slot keeps its password until they all had the time to move.
+        settings["ROTATOR_GRACE_SECONDS"] = f"{ttl + 1:g}"
+        scenario.label += f", --grace-seconds {ttl + 1:g}"
+
+    def rotate() -> None:
+        run = run_rotation(settings)
+        scenario.exit_codes.append(run.exit_code)
+        if run.report.get("duration_ms") is not None:
+            scenario.report_ms.append(float(run.report["duration_ms"]))
+
+    drive(loader, scenario, rotate, args)
+    return scenario
+
+
+def _vault_store(bao: Any, demo: Any, ttl: float) -> tuple[dict[str, str], Any]:
+    """The slot and admin secrets as KV v2 documents (the latest version is the current value)."""
+    from rotator.client import CredentialLoader
+    from rotator.client.vault import VaultSession
+    from rotator.demo.aws import slot_secret_value
+
+    slots, admin = f"bench/{demo.dbname}/slots", f"bench/{demo.dbname}/admin"
+    kv = bao.client().secrets.kv.v2
+    kv.create_or_update_secret(path=slots, secret=slot_secret_value(demo))
+    admin_doc = {"username": demo.admin.username, "password": demo.admin.password, "host": demo.host, "port": demo.port}
+    kv.create_or_update_secret(path=admin, secret=admin_doc)
+    settings = {
+        "ROTATOR_STORE": "vault:secret",
+        "ROTATOR_SLOT_SECRET": slots,
+        "ROTATOR_ADMIN_SECRET": admin,
+        "ROTATOR_DB_TLS": "disable",
+        "ROTATOR_DEPLOY": "none",
+        **bao.env(),
+    }
+    loader = CredentialLoader.from_vault_kv(slots, session=VaultSession(bao.addr, token=bao.token), ttl=ttl, jitter=0)
+    return settings, loader
+
+
+def _secretsmanager_store(demo: Any, ttl: float, stack: ExitStack) -> tuple[dict[str, str], Any]:
+    from rotator.client import CredentialLoader
+    from rotator.demo.aws import demo_secrets
+
     moto = stack.enter_context(moto_process())
     secrets = stack.enter_context(demo_secrets(moto, demo, f"bench-{demo.dbname}"))
     settings = {
@@ -285,9 +329,6 @@ def _dual_slot(bao: Any, demo: Any, args: argparse.Namespace, stack: ExitStack, 
         "ROTATOR_DB_TLS": "disable",
         "ROTATOR_DEPLOY": "none",
     }
-    if not retry:
-        # Clients re-read every TTL seconds: the old slot keeps its password until they all had the time to move.
-        settings["ROTATOR_GRACE_SECONDS"] = f"{ttl + 1:g}"
     loader = CredentialLoader.from_secret(
         secrets.slot_arn,
         endpoint_url=moto.endpoint_url,
@@ -296,18 +337,7 @@ def _dual_slot(bao: Any, demo: Any, args: argparse.Namespace, stack: ExitStack, 
         ttl=ttl,
         jitter=0,
     )
-    scenario.label = "rotator dual-slot, Secrets Manager store on moto (NOT the Vault store)"
-    if not retry:
-        scenario.label += f", --grace-seconds {ttl + 1:g}"
-
-    def rotate() -> None:
-        run = run_rotation(settings)
-        scenario.exit_codes.append(run.exit_code)
-        if run.report.get("duration_ms") is not None:
-            scenario.report_ms.append(float(run.report["duration_ms"]))
-
-    drive(loader, scenario, rotate, args)
-    return scenario
+    return settings, loader
 
 
 def _moto_session(moto: Any) -> Any:
@@ -347,12 +377,21 @@ def main() -> None:
     parser.add_argument("--rotations", type=int, default=3)
     parser.add_argument("--gap", type=float, default=3.0, help="Seconds of load after each rotation.")
     parser.add_argument("--pause", type=float, default=0.005, help="Seconds each app thread waits between attempts.")
-    parser.add_argument("--store", choices=["vault", "secretsmanager"], default="secretsmanager")
+    parser.add_argument(
+        "--store",
+        choices=["auto", "vault", "secretsmanager"],
+        default="auto",
+        help="The rotator's store in rows (b): auto = vault when this checkout has the Vault store.",
+    )
     parser.add_argument(
         "--ttl", type=float, default=5.0, help="The loader's TTL in the rows without retry (a2, b2), seconds."
     )
     parser.add_argument("--json", action="store_true", help="Also print the figures as one JSON line.")
     args = parser.parse_args()
+    if args.store == "auto":
+        import importlib.util
+
+        args.store = "vault" if importlib.util.find_spec("rotator.store.vault") is not None else "secretsmanager"
 
     from rotator import log
     from rotator.demo.database import postgres_from_dsn, provisioned
