@@ -271,6 +271,7 @@ def observe(
         and live.current.owned() == live.current.pointing_at(s.slot(live_slot), engine.name).owned(),
         grants_missing=grants_missing,
         now=now,
+        admin_owner=sec.admin_versions.owning_service,
     )
     return Observed(world, sec, deployed, live)
 

@@ -93,6 +93,9 @@ class World:
     # Per slot: the rights the other slot's user holds and this one's lacks (both users exist), by name.
     grants_missing: Mapping[Slot, tuple[str, ...]] = field(default_factory=dict)
     now: datetime | None = None  # the clock at observe(): ages are rotated_at against it (None: unknown)
+    # The service that owns the admin secret (its OwningService, "rds" for an RDS-managed master password): it
+    # rotates the admin password, so the rotator only reads that secret and never changes the admin user.
+    admin_owner: str | None = None
 
     def password(self, slot: Slot, source: Source) -> str | None:
         if source is Source.CURRENT:
@@ -224,6 +227,15 @@ NO_ADMIN_LOGIN = (
 
 
 def _admin_steps(w: World) -> tuple[list[Step], str | None]:
+    if w.admin_owner is not None:
+        # Its owner rotates it (and may hold AWSPENDING mid-rotation): use whichever password logs in, move no label.
+        if w.admin_current_ok or w.admin_pending_ok:
+            return [], None
+        return [], (
+            f"no admin password logs in (neither AWSCURRENT nor AWSPENDING of the admin secret, which "
+            f"{_owner(w.admin_owner)} manages): check the database's master user settings in {_owner(w.admin_owner)}, "
+            "then re-run"
+        )
     if w.admin_current_ok:
         if w.admin_pending is not None:
             return [DiscardAdminPending("a pending admin password was never set: discard it")], None
@@ -235,6 +247,10 @@ def _admin_steps(w: World) -> tuple[list[Step], str | None]:
             )
         ], None
     return [], NO_ADMIN_LOGIN
+
+
+def _owner(service: str) -> str:
+    return "RDS" if service == "rds" else service
 
 
 def _rotate_admin() -> list[Step]:
@@ -563,7 +579,12 @@ def plan(w: World, opt: Options) -> Plan:
         )
     if opt.sync_db_users:
         return Plan(steps=tuple(steps + _heal_live_secret(w, opt, rec, steps, notes)), notes=tuple(notes))
-    admin_due = not opt.skip_admin and _admin_due(w, opt)
+    admin_due = not opt.skip_admin and w.admin_owner is None and _admin_due(w, opt)
+    if w.admin_owner is not None:
+        notes.append(
+            f"admin rotation skipped: managed by {_owner(w.admin_owner)} (the admin secret's OwningService); "
+            f"{_owner(w.admin_owner)} rotates it, this run only read it"
+        )
     if healed.flip_finished:
         notes.append(f"an earlier run's flip to slot {healed.base.active_slot} was finished; no new flip in this run")
         steps += _heal_live_secret(w, opt, rec, steps, notes)

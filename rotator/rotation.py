@@ -246,6 +246,8 @@ class Rotation:
             observed["live_secret"] = {"slot": w.live_slot, "pending_version": w.live_pending, "exact": w.live_exact}
         if w.admin_problems:
             observed["admin_problems"] = list(w.admin_problems)
+        if w.admin_owner is not None:
+            observed["admin_secret_owner"] = w.admin_owner
         if any(w.grants_missing.values()):
             observed["grants_missing"] = {slot: list(g) for slot, g in w.grants_missing.items() if g}
         if w.health_precheck is not None:

@@ -27,6 +27,9 @@ class SecretVersions:
     secret_id: str
     current: Version
     pending: Version | None = None
+    # The AWS service that owns the secret and rotates it (Secrets Manager's OwningService, e.g. "rds" for an RDS
+    # managed master password): the rotator reads it and never writes it. None: ours, or a store without owners.
+    owning_service: str | None = None
 
 
 class SecretStore(Protocol):

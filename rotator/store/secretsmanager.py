@@ -96,11 +96,14 @@ class SecretsManagerStore:
     def read(self, secret_id: str) -> SecretVersions:
         current = self._call("GetSecretValue", secret_id, SecretId=secret_id, VersionStage=CURRENT)
         current_version = self._version(secret_id, current)
+        # The labels (is there a pending version on another version to read?) and the owning service.
+        described = self._call("DescribeSecret", secret_id, SecretId=secret_id)
+        stages_by_version: Mapping[str, Sequence[str]] = described.get("VersionIdsToStages") or {}
         labels = _Labels(current=current_version.version_id, pending=None)
         pending_version: Version | None = None
         if PENDING in current.get("VersionStages", ()):
             labels.pending = current_version.version_id
-        else:
+        elif any(PENDING in stages for stages in stages_by_version.values()):
             try:
                 pending = self._call(
                     "GetSecretValue",
@@ -109,7 +112,7 @@ class SecretsManagerStore:
                     SecretId=secret_id,
                     VersionStage=PENDING,
                 )
-            except ClientError:  # ResourceNotFound: no version carries AWSPENDING
+            except ClientError:  # ResourceNotFound: the label moved away since DescribeSecret
                 pending = None
             if pending is not None:
                 pending_version = self._version(secret_id, pending)
@@ -117,7 +120,13 @@ class SecretsManagerStore:
                 if pending_version.version_id == current_version.version_id:
                     pending_version = None
         self._labels[secret_id] = labels
-        return SecretVersions(secret_id=secret_id, current=current_version, pending=pending_version)
+        owner = described.get("OwningService")
+        return SecretVersions(
+            secret_id=secret_id,
+            current=current_version,
+            pending=pending_version,
+            owning_service=owner if isinstance(owner, str) and owner else None,
+        )
 
     def put_pending(self, secret_id: str, value: str, token: str) -> str:
         register_secret(value)

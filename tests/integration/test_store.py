@@ -58,8 +58,25 @@ def test_read_returns_current_and_no_pending_in_two_calls(store: SecretsManagerS
     arn, value = secret
     versions = store.read(arn)
     assert versions.current.value == value
-    assert versions.pending is None
-    assert dict(store.calls) == {"GetSecretValue": 2}
+    assert versions.pending is None and versions.owning_service is None
+    assert dict(store.calls) == {"GetSecretValue": 1, "DescribeSecret": 1}  # no pending label: not read
+
+
+def test_a_secret_owned_by_rds_reads_as_owned(aws: AwsEnv, store: SecretsManagerStore) -> None:
+    """Real: moto's DescribeSecret answers OwningService from the aws:secretsmanager:owningService tag, the tag RDS
+    puts on the master-password secrets it manages (moto's own RDS ManageMasterUserPassword makes its secrets so).
+    Not real: the test sets that tag itself; AWS refuses user tags with the aws: prefix."""
+    sm = aws.client("secretsmanager")
+    value = json.dumps({"username": "master", "password": strong_password()})
+    arn = sm.create_secret(
+        Name=f"{aws.prefix}/rds-master",
+        SecretString=value,
+        Tags=[{"Key": "aws:secretsmanager:owningService", "Value": "rds"}],
+    )["ARN"]
+    aws.secret_ids.append(arn)
+    assert sm.describe_secret(SecretId=arn)["OwningService"] == "rds"
+    versions = store.read(arn)
+    assert versions.owning_service == "rds" and versions.current.value == value
 
 
 def test_put_pending_writes_pending_and_keeps_current(
@@ -197,7 +214,8 @@ def test_an_interrupted_promotion_reads_as_no_pending_and_finishes(
     versions = after_crash.read(arn)
     assert versions.current.value == new_value
     assert versions.pending is None
-    assert dict(after_crash.calls) == {"GetSecretValue": 1}  # the current version carries AWSPENDING too
+    # The current version carries AWSPENDING too: no second GetSecretValue.
+    assert dict(after_crash.calls) == {"GetSecretValue": 1, "DescribeSecret": 1}
 
     after_crash.promote(arn, tok)
     assert stages(aws, arn)[tok] == [CURRENT]
@@ -259,7 +277,8 @@ def test_aws_clients_count_every_call_and_honour_aws_endpoint_url(aws: AwsEnv, s
     store.promote(arn, tok)
 
     assert clients.calls == {
-        "secretsmanager.GetSecretValue": 2,
+        "secretsmanager.GetSecretValue": 1,
+        "secretsmanager.DescribeSecret": 1,
         "secretsmanager.PutSecretValue": 1,
         "secretsmanager.UpdateSecretVersionStage": 2,
     }
@@ -363,7 +382,7 @@ def test_throttling_and_5xx_are_retried(stubbed: tuple[Any, Stubber]) -> None:
     stub.add_client_error("get_secret_value", "ThrottlingException", http_status_code=400)
     stub.add_client_error("get_secret_value", "InternalServiceError", http_status_code=500)
     stub.add_response("get_secret_value", current_response("s3cr3t-value", vid))
-    stub.add_client_error("get_secret_value", "ResourceNotFoundException", http_status_code=400)
+    stub.add_response("describe_secret", {"ARN": ARN, "Name": "db", "VersionIdsToStages": {vid: [CURRENT]}})
     sleeps: list[float] = []
     store = SecretsManagerStore(client, max_attempts=3, backoff_base=0.01, sleep=sleeps.append)
 
@@ -417,8 +436,11 @@ class FlakyNetworkClient:
         self.attempts += 1
         if self.attempts <= self.failures:
             raise EndpointConnectionError(endpoint_url="https://secretsmanager.us-east-1.amazonaws.com/")
-        # AWSPENDING on the current version: read() needs this one call only.
+        # AWSPENDING on the current version: read() needs no second GetSecretValue.
         return current_response("s3cr3t-value", "v1") | {"VersionStages": [CURRENT, PENDING]}
+
+    def describe_secret(self, **params: Any) -> dict[str, Any]:
+        return {"ARN": ARN, "Name": "db", "VersionIdsToStages": {"v1": [CURRENT, PENDING]}}
 
 
 def test_connection_errors_are_retried_then_reported_with_the_fix() -> None:

@@ -310,6 +310,26 @@ def test_no_drain_without_a_timeout_or_a_flip() -> None:
     assert K.DRAIN_SLOT not in run(finished, drain_timeout=10.0).kinds  # the old slot's password already changed
 
 
+def test_an_rds_managed_admin_secret_is_read_never_written() -> None:
+    p = run(world(admin_owner="rds"))
+    assert p.kinds == FLIP + ROTATE_OLD
+    assert "admin rotation skipped: managed by RDS (the admin secret's OwningService)" in p.notes[-1]
+
+
+@pytest.mark.parametrize(
+    ("admin", "admin_pending"), [("ok", True), ("pending", True)], ids=["pending-unused", "rds-mid-rotation"]
+)
+def test_an_rds_managed_admin_secrets_pending_version_is_left_to_rds(admin: str, admin_pending: bool) -> None:
+    """RDS labels AWSPENDING while it rotates: the run logs in with whichever password works and moves no label."""
+    p = run(world(admin=admin, admin_pending=admin_pending, admin_owner="rds"))
+    assert p.kinds == FLIP + ROTATE_OLD and p.blocked is None
+
+
+def test_an_rds_managed_admin_that_does_not_log_in_blocks_naming_rds() -> None:
+    p = run(world(admin="none", admin_owner="rds"))
+    assert p.steps == () and p.blocked is not None and "RDS" in p.blocked and "admin secret" in p.blocked
+
+
 def test_password_changes_are_always_preceded_by_a_pending_write() -> None:
     """Write-ahead over many worlds: SET/CREATE with a pending password only after a WRITE in the same plan,
     or when finishing an observed pending version."""
@@ -528,6 +548,8 @@ def enumerate_worlds() -> list[tuple[World, Options]]:
                 grants_missing=grants,
             )
             drain = 30.0 if len(worlds) % 2 else 0.0  # half the worlds with a drain, the planner's time stays flat
+            if len(worlds) % 3 == 0:  # a third with an RDS-managed admin secret
+                w = dataclasses.replace(w, admin_owner="rds")
             worlds.append((w, Options(renders_config=renders, sync_db_users=sync, drain_timeout=drain)))
     return worlds
 
@@ -598,6 +620,9 @@ def check_invariants(w: World, opt: Options, p: Plan) -> None:
         assert isinstance(full[-1], st.HealthCheck) and full[-1].on == p.rollback_to
     else:
         assert p.rollbacks == {}
+    if w.admin_owner is not None:  # its owner rotates it: no admin step, no label moved on its secret
+        assert not set(kinds) & {*ADMIN, K.DISCARD_ADMIN_PENDING}, kinds
+        assert any("admin rotation skipped: managed by RDS" in note for note in p.notes) or opt.sync_db_users
     drains = [i for i, s in enumerate(p.steps) if isinstance(s, st.DrainSlot)]
     if p.flip_to is not None and opt.drain_timeout > 0:
         # The old slot drains once: right after the flip is proven, before its password changes.
