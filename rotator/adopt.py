@@ -465,6 +465,12 @@ class Adoption:
                 f"{a.username!r} also exists with host {', '.join(other_hosts)}: slot B gets those accounts' grants "
                 f"at {s.mysql_user_host!r}; the rotator changes passwords of the {s.mysql_user_host!r} accounts only"
             )
+        memberships = [st.text for st in statements if st.text.endswith(f' TO "{admin.username}"')]
+        if memberships:
+            r.notes.append(
+                f"the admin {admin.username!r} becomes a member of the existing user's role and of the owner role "
+                "(REASSIGN OWNED needs the privileges of both) and stays one; revoke it by hand if unwanted"
+            )
         if s.existing_secret:
             r.notes.append(
                 f"keep the app on its secret: pass --live-secret {s.existing_secret} to rotator rotate, and each "
@@ -472,8 +478,6 @@ class Adoption:
             )
         if s.dry_run:
             r.slot_secret = {"missing": "would be created", "empty": "would be filled"}.get(slot_state.state, "exists")
-            for text in r.statements:
-                log.info("adopt_plan", sql=text)
             return
         r.slot_secret = self._write_slot_secret(slot_state, secret)  # write-ahead: before slot B exists
         done: list[str] = []
