@@ -50,6 +50,7 @@ DEFAULTS_TABLE = "defaults"
 #   1 failed: something may be half-done (a pending version); a re-run heals it, so re-run soon.
 #   4 rolled back: the flip failed but the app is healthy on its old slot; the cause needs a look, no harm done.
 #   2 bad input: nothing was changed; a setting or a secret needs fixing before this database can rotate.
+#   6 overdue (status only): nothing failed, but a credential is past --max-age; rotate it soon.
 #   3 locked: nothing was changed; another run holds this database and will report it itself.
 #   0 done.
 SEVERITY: tuple[ExitCode, ...] = (
@@ -57,6 +58,7 @@ SEVERITY: tuple[ExitCode, ...] = (
     ExitCode.FAILED,
     ExitCode.ROLLED_BACK,
     ExitCode.BAD_INPUT,
+    ExitCode.OVERDUE,
     ExitCode.LOCKED,
     ExitCode.OK,
 )
@@ -351,9 +353,10 @@ class Fleet:
             structlog.contextvars.unbind_contextvars("database")
 
 
-def rotation_runner(*, after_step: Any = None) -> RunOne:
+def rotation_runner(*, after_step: Any = None, mode: str = "rotate") -> RunOne:
     """The real runner: :func:`rotator.wiring.build_rotation`, with AWS clients per worker thread made from one
-    shared boto3 session (module docstring)."""
+    shared boto3 session (module docstring). ``mode``: ``rotate`` (or its dry run), ``status`` (a dry run judged
+    by --max-age, exit 6 when overdue) or ``check`` (``rotator check``'s pre-flight, as a report)."""
     from rotator.aws import AwsClients
     from rotator.wiring import build_rotation
 
@@ -378,9 +381,47 @@ def rotation_runner(*, after_step: Any = None) -> RunOne:
         if aws is None:
             aws = clients[key] = SharedClients(region=settings.region, endpoint_url=settings.aws_endpoint_url)
         rotation, _ = build_rotation(settings, aws=aws, after_step=after_step)
-        return rotation.run(stop)
+        if mode == "check":
+            return _checked(rotation, aws)
+        report = rotation.run(stop)
+        if mode == "status":
+            from rotator import age
+
+            age.apply_max_age(report)
+        return report
 
     return run_one
+
+
+def _checked(rotation: Any, aws: Any) -> Report:
+    """``rotator check`` of one database, as a run report: exit 0 or 2, the first failed check as the error."""
+    from rotator.check import run_checks
+
+    checked = run_checks(rotation, aws)
+    report = Report(dry_run=True, outcome="ok" if checked.ok else "CheckFailed", exit_code=checked.exit_code)
+    failed = [r for r in checked.results if r.status == "FAIL"]
+    if failed:
+        report.error = "; ".join(f"{r.check}: {r.detail}" for r in failed)
+    report.observed = {"checks": checked.as_dict()["checks"]}
+    report.aws_api_calls, report.duration_ms = checked.aws_api_calls, checked.duration_ms
+    return report
+
+
+def summary(report: FleetReport, *, command: str = "rotate") -> Any:
+    """One notification for the whole fleet run (rotator.notify's Summary): the counts, then each database
+    that did not succeed with its exit code and error."""
+    from rotator.notify import Summary
+
+    ok = report.exit_code == 0
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in Counter(r.outcome for r in report.results).items())
+    verdict = "succeeded" if ok else f"FAILED (exit {report.exit_code})"
+    title = f"rotator fleet {command}: {len(report.results)} databases: {verdict}"
+    lines = [counts, f"in {report.duration_ms / 1000:.1f} s at concurrency {report.concurrency}"]
+    for r in report.results:
+        if r.exit_code:
+            lines.append(f"{r.name}: {r.outcome}, exit {r.exit_code}: {r.error or ''}".rstrip(": "))
+    fields = {"outcome": "ok" if ok else "failed", "exit_code": report.exit_code, "databases": len(report.results)}
+    return Summary(title=title, ok=ok, lines=tuple(lines[:50]), fields=fields)
 
 
 # ---------------------------------------------------------------- the summary table

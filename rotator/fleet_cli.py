@@ -88,7 +88,7 @@ def _fleet_options(f: F) -> F:
 def fleet() -> None:
     """Many databases in one run: each under its own lock, one summary, the worst exit code.
 
-    Exit code order, most urgent first: 5 > 1 > 4 > 2 > 3 > 0 (see docs/running.md)."""
+    Exit code order, most urgent first: 5 > 1 > 4 > 2 > 6 > 3 > 0 (see docs/running.md)."""
 
 
 @fleet.command("rotate")
@@ -102,8 +102,29 @@ def rotate_cmd(dry_run: bool, **kw: Any) -> None:
 @fleet.command("status")
 @_fleet_options
 def status_cmd(**kw: Any) -> None:
-    """What every database of the fleet looks like and what `fleet rotate` would do (reads only)."""
-    sys.exit(_run(kw, dry_run=True))
+    """What every database of the fleet looks like and what `fleet rotate` would do (reads only); exit 6
+    when a database's credentials are past --max-age."""
+    sys.exit(_run(kw, dry_run=True, mode="status"))
+
+
+@fleet.command("check")
+@_fleet_options
+def check_cmd(**kw: Any) -> None:
+    """`rotator check` on every database of the fleet (changes nothing): exit 0, or 2 naming each failure."""
+    sys.exit(_run(kw, dry_run=True, mode="check"))
+
+
+def _notifier(members: list[Any]) -> Any:
+    """One message per fleet run, to the notify_* targets of the first database's settings (put them in
+    [defaults]); the members never notify on their own."""
+    from rotator.aws import AwsClients
+    from rotator.notify import Notifier
+
+    first = next((m.settings for m in members if m.settings is not None), None)
+    if first is None:
+        return None
+    aws = AwsClients(region=first.region, endpoint_url=first.aws_endpoint_url)
+    return Notifier.from_settings(first, aws)
 
 
 def build_members(kw: dict[str, Any], *, dry_run: bool) -> list[Any]:
@@ -149,7 +170,7 @@ def build_tables(kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str
     return defaults, tables
 
 
-def _run(kw: dict[str, Any], *, dry_run: bool) -> int:
+def _run(kw: dict[str, Any], *, dry_run: bool, mode: str = "rotate") -> int:
     from rotator import fleet as fl
 
     log.configure(json=bool(kw.get("log_json")))
@@ -158,8 +179,12 @@ def _run(kw: dict[str, Any], *, dry_run: bool) -> int:
     try:
         members = build_members(kw, dry_run=dry_run)
         runner = fl.Fleet(
-            members, fl.rotation_runner(after_step=after_step), concurrency=kw["concurrency"], dry_run=dry_run
+            members,
+            fl.rotation_runner(after_step=after_step, mode=mode),
+            concurrency=kw["concurrency"],
+            dry_run=dry_run,
         )
+        notifier = _notifier(members) if mode == "rotate" and not dry_run else None
     except RotatorError as exc:
         click.echo(f"rotator: {log.scrub(str(exc))}", err=True)
         return int(exc.exit_code)
@@ -170,6 +195,8 @@ def _run(kw: dict[str, Any], *, dry_run: bool) -> int:
         except OSError as exc:
             click.echo(f"rotator: cannot write --report-file {kw['report_file']}: {exc.strerror}", err=True)
             return fl.worst([report.exit_code, int(ExitCode.FAILED)])
+    if notifier is not None:
+        notifier.notify(fl.summary(report))
     click.echo(log.scrub(fl.table(report)))
     # The fleet report is the last line on stdout, always JSON, scrubbed like every log line.
     click.echo(log.scrub(json.dumps(report.as_dict())))

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from rotator.age import OVERDUE_OUTCOME
 from rotator.cli import main
 from rotator.errors import ExitCode
 from tests.harness import AwsEnv, DbEnv, MySqlServer, PgServer, mysql_env, pg_env, strong_password, unavailable
@@ -213,10 +214,11 @@ def test_discovery_by_tag_and_fleet_status(new_db: Factory, aws: AwsEnv, tmp_pat
 
     code, out, err, report = run_fleet("status", *args)
 
-    assert code == 0, out + err[-3000:]
+    # Secrets made by hand carry no rotated_at: status calls their age unknown, overdue (exit 6), as `rotator status`.
+    assert code == ExitCode.OVERDUE, out + err[-3000:]
     names = {d["database"] for d in report["databases"]}
     assert names == {f"{aws.prefix}/d{i}_slots" for i in range(3)}
-    assert report["dry_run"] is True and report["outcomes"] == {"ok": 3}
+    assert report["dry_run"] is True and report["outcomes"] == {OVERDUE_OUTCOME: 3}
     assert {name: env.state() for name, env in envs.items()} == before, "fleet status changed something"
 
     code, out, err, report = run_fleet("rotate", *args)
@@ -226,3 +228,44 @@ def test_discovery_by_tag_and_fleet_status(new_db: Factory, aws: AwsEnv, tmp_pat
         env.remember()
         env.assert_consistent()
     assert ignored.secret()["active_slot"] == "A"  # type: ignore[index]
+
+
+def test_fleet_check_and_one_notification_per_run(new_db: Factory, aws: AwsEnv, tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    received: list[dict[str, Any]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        envs = {f"n{i}": make_env(new_db(), aws, tmp_path / f"n{i}", tag=f"n{i}_") for i in range(3)}
+        broken = envs["n1"]
+        admin = broken.admin()
+        assert admin is not None
+        broken.put_current({**admin, "password": strong_password()}, arn=broken.admin_arn)
+        hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        path = fleet_file(tmp_path / "fleet.toml", envs, notify_webhook=hook, notify_on="failure,success")
+
+        code, out, err, report = run_fleet("check", "--file", str(path))
+        assert code == ExitCode.BAD_INPUT, out + err[-2000:]
+        assert by_name(report)["n1"]["outcome"] == "CheckFailed" and "admin" in by_name(report)["n1"]["error"]
+        assert [by_name(report)[n]["exit_code"] for n in ("n0", "n2")] == [0, 0]
+        assert received == []  # check and status never notify
+
+        code, out, err, report = run_fleet("rotate", "--file", str(path))
+        assert code == ExitCode.NEEDS_HUMAN
+        (message,) = received
+        assert "3 databases: FAILED (exit 5)" in message["text"] and "n1: NeedsHuman, exit 5" in message["text"]
+        no_secret_in(envs, out, err, json.dumps(received))
+    finally:
+        server.shutdown()

@@ -22,6 +22,7 @@ def test_worst_exit_code_order() -> None:
     assert fleet.worst([4, 1, 2]) == 1
     assert fleet.worst([1, 5, 0]) == 5
     assert fleet.worst([0, 3]) == 3
+    assert fleet.worst([3, 6, 0]) == 6 and fleet.worst([6, 2]) == 2
     assert fleet.worst([0, 99]) == 1  # unknown: a failure
 
 
