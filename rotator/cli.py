@@ -210,6 +210,7 @@ def launch(overrides: tuple[str, ...], **kw: Any) -> None:
 @setting_option("ecs_cluster")
 @setting_option("ecs_service")
 @_opt("--kms-key-arn", env="ROTATOR_KMS_KEY_ARN", help="Customer-managed key of the secrets, if any.")
+@setting_option("notify_topic")
 def iam_policy(**kw: Any) -> None:
     """Print the least-privilege IAM policy of the rotation task (the same statements as deploy/)."""
     from rotator import iam
@@ -224,6 +225,7 @@ def iam_policy(**kw: Any) -> None:
             cluster_name=kw["ecs_cluster"],
             service_name=kw["ecs_service"],
             kms_key_arn=kw["kms_key_arn"],
+            notify_topic_arn=kw["notify_topic"],
         )
     except RotatorError as exc:
         sys.exit(_fail(exc))

@@ -30,6 +30,8 @@ SECRETS_ACTIONS = (
 ECS_SERVICE_ACTIONS = ("ecs:DescribeServices", "ecs:UpdateService")
 # Secrets encrypted with a customer managed key: read (Decrypt) and write (GenerateDataKey), via Secrets Manager only.
 KMS_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
+# Publish the run's summary (--notify-topic). sts:GetCallerIdentity (the audit event's caller) needs no permission.
+NOTIFY_ACTIONS = ("sns:Publish",)
 # Write the app's config file on EFS (only when the task mounts EFS with IAM authorization).
 EFS_ACTIONS = ("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite")
 
@@ -42,6 +44,7 @@ STACK_READ_ACTIONS = ("cloudformation:DescribeStacks",)
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _ACCOUNT = re.compile(r"^\d{12}$")
+_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$")
 _NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]+$")
 
 
@@ -104,6 +107,7 @@ def build_policy(
     efs_file_system_arn: str | None = None,
     efs_access_point_arn: str | None = None,
     live_secret_arn: str | None = None,
+    notify_topic_arn: str | None = None,
     partition: str = "aws",
 ) -> Policy:
     """The rotation task's role policy: exactly the two secrets (three with ``--live-secret``: the rotator writes
@@ -152,6 +156,12 @@ def build_policy(
         if efs_access_point_arn:
             efs["Condition"] = {"StringEquals": {"elasticfilesystem:AccessPointArn": efs_access_point_arn}}
         statements.append(efs)
+    if notify_topic_arn:
+        if not _TOPIC_ARN.match(notify_topic_arn):
+            raise BadInput(f"{notify_topic_arn!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC)")
+        statements.append(
+            {"Sid": "RotationNotify", "Effect": "Allow", "Action": list(NOTIFY_ACTIONS), "Resource": [notify_topic_arn]}
+        )
     return {"Version": VERSION, "Statement": statements}
 
 

@@ -8,7 +8,9 @@ ECS (moto keeps only its family, containers, volumes and memory from CloudFormat
 and role properties are asserted on the YAML).
 
 Not deployable in moto (no such resource types there): ``AWS::Scheduler::Schedule``,
-``AWS::SSM::MaintenanceWindow``, ``AWS::SSM::MaintenanceWindowTask`` and ``AWS::IAM::OIDCProvider``. They are
+``AWS::SSM::MaintenanceWindow``, ``AWS::SSM::MaintenanceWindowTask`` and ``AWS::IAM::OIDCProvider``; and
+``AWS::CloudWatch::Alarm`` (moto's CloudFormation skips it): each alarm's properties are sent to moto's
+CloudWatch PutMetricAlarm instead, and its metric names compared with what rotator.metrics writes. They are
 conditional (ScheduleExpression, MaintenanceWindowSchedule, GitHubOidcProviderArn empty) and left off in the
 deployments here; the YAML is read with cfn-lint's loader and their key properties asserted.
 ``scripts/lint-infra.sh`` (cfn-lint) checks the whole template, every branch, against the CloudFormation schemas.
@@ -121,6 +123,9 @@ def test_full_stack_roles_match_rotator_iam(aws: AwsEnv) -> None:
         "GitHubBranch": "main",
         "GitHubOidcProviderArn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com",
         "AlarmTopicArn": topic,
+        "NotifyTopicArn": topic,
+        "NotifyOn": "failure,success",
+        "RotateAfter": "30d",
         "LiveSecretArn": f"arn:aws:secretsmanager:{aws.region}:{ACCOUNT}:secret:{aws.prefix}/live-MnOpQr",
     }
     stack = deploy(aws, "full", **parameters)
@@ -137,6 +142,7 @@ def test_full_stack_roles_match_rotator_iam(aws: AwsEnv) -> None:
         kms_key_arn=kms,
         efs_file_system_arn=f"{efs_prefix}:file-system/fs-0123456789abcdef0",
         efs_access_point_arn=f"{efs_prefix}:access-point/fsap-0123456789abcdef0",
+        notify_topic_arn=topic,
         partition="aws",
     )
     task_role = role_policy(aws, stack.outputs["TaskRoleArn"], "rotator-task")
@@ -173,6 +179,12 @@ def test_full_stack_roles_match_rotator_iam(aws: AwsEnv) -> None:
     assert pattern["detail"]["containers"]["exitCode"] == [{"anything-but": 0}]
     targets = aws.client("events").list_targets_by_rule(Rule=rule["Name"])["Targets"]
     assert [t["Arn"] for t in targets] == [topic]
+    task_definition = aws.client("ecs").describe_task_definition(
+        taskDefinition=stack.outputs["RotationTaskDefinitionArn"]
+    )["taskDefinition"]
+    environment = {e["name"]: e["value"] for e in task_definition["containerDefinitions"][0]["environment"] if e}
+    assert environment["ROTATOR_NOTIFY_TOPIC"] == topic and environment["ROTATOR_NOTIFY_ON"] == "failure,success"
+    assert environment["ROTATOR_ROTATE_AFTER"] == "30d"
 
 
 def test_minimal_stack_task_definition(aws: AwsEnv) -> None:
@@ -214,6 +226,7 @@ def test_minimal_stack_task_definition(aws: AwsEnv) -> None:
     assert environment["ROTATOR_ADMIN_SECRET"] == parameters["AdminSecretArn"]
     assert environment["ROTATOR_DEPLOY"] == "none"
     assert "ROTATOR_ECS_SERVICE" not in environment
+    assert not {"ROTATOR_NOTIFY_TOPIC", "ROTATOR_NOTIFY_ON", "ROTATOR_ROTATE_AFTER"} & set(environment)
     # No secret is injected: the rotator reads both secrets itself, with their staging labels.
     assert not container.get("secrets")
     assert aws.client("logs").describe_log_groups(logGroupNamePrefix=stack.outputs["RotationLogGroup"])["logGroups"]
@@ -318,3 +331,63 @@ def test_every_output_launch_reads_exists(template: Any) -> None:
     }
     assert keys <= set(template["Outputs"])
     assert template["Outputs"][launch.OUTPUT_LOG_STREAM_PREFIX]["Value"] == launch.DEFAULT_LOG_STREAM_PREFIX
+
+
+def _resolved(value: Any, defaults: dict[str, Any]) -> Any:
+    """The template's value with a parameter's default for ``Ref`` and ``!Sub`` text as it is."""
+    if isinstance(value, dict) and "Ref" in value:
+        return defaults[value["Ref"]]
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        return value["Fn::Sub"]
+    if isinstance(value, list):
+        return [_resolved(v, defaults) for v in value]
+    return value
+
+
+def test_alarms_watch_the_metrics_the_rotator_and_the_loader_write(template: Any, aws: AwsEnv) -> None:
+    from rotator import metrics
+
+    alarms = {k: r["Properties"] for k, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    by_metric = {p["MetricName"]: p for p in alarms.values()}
+    got = {
+        name: (p["Namespace"], p["Statistic"], p["Period"], p["Threshold"], p["ComparisonOperator"])
+        for name, p in by_metric.items()
+    }
+    assert got == {
+        "RotationFailed": ("Rotator", "Sum", 300, 1, "GreaterThanOrEqualToThreshold"),
+        "CredentialAgeDays": ("Rotator", "Maximum", 86400, {"Ref": "MaxAgeDays"}, "GreaterThanThreshold"),
+        "CredentialFetchFailures": ("Rotator", "Sum", 300, 5, "GreaterThanThreshold"),
+        "CallCount": ("AWS/Usage", "Sum", 60, 100, "GreaterThanThreshold"),
+    }
+    assert template["Parameters"]["MaxAgeDays"]["Default"] == 90
+    # The metrics exist: the names rotator.metrics writes, in its namespace, dimensionless (any database).
+    report = {"exit_code": 1, "duration_ms": 5.0, "ages": {"credentials": {"slot A": {"age_s": 1.0}}, "overdue": []}}
+    written = set(metrics.rotation_metrics(report, command="rotate"))
+    lines: list[str] = []
+    metrics.ClientMetrics("s", sink=lines.append).fetched(ok=False)
+    written |= {m["Name"] for m in json.loads(lines[0])["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    for name in ("RotationFailed", "CredentialAgeDays", "CredentialFetchFailures"):
+        assert (
+            name in written
+            and by_metric[name]["Namespace"] == metrics.NAMESPACE
+            and "Dimensions" not in by_metric[name]
+        )
+    assert {d["Name"]: d["Value"] for d in by_metric["CallCount"]["Dimensions"]} == {
+        "Service": "Secrets Manager",
+        "Type": "API",
+        "Resource": "GetSecretValue",
+        "Class": "None",
+    }
+    # Each alarm as CloudWatch's API takes it (moto validates the request), with the parameters' defaults.
+    defaults = {k: p.get("Default") for k, p in template["Parameters"].items()}
+    cloudwatch = aws.client("cloudwatch")
+    for logical, props in alarms.items():
+        assert props["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+        request = {k: _resolved(v, defaults) for k, v in props.items() if k != "AlarmActions"}
+        name = f"{aws.prefix}-{logical}"
+        cloudwatch.put_metric_alarm(AlarmName=name, **request)
+        (alarm,) = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        assert alarm["MetricName"] == props["MetricName"]
+        cloudwatch.delete_alarms(AlarmNames=[name])

@@ -20,6 +20,7 @@ REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 SLOT_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/db/slots-AbCdEf"
 ADMIN_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/db/admin-GhIjKl"
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:rotator-notify"
 KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
@@ -224,8 +225,17 @@ def test_task_role_grants_what_build_policy_grants() -> None:
     full = policy(
         kms_key_arn=KEY_ARN,
         efs_file_system_arn=f"arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-1",
+        notify_topic_arn=TOPIC_ARN,
     )
     assert action_sets(template_statements("TaskRole")) == action_sets(by_sid(full))
+
+
+def test_notify_topic_is_granted_publish_on_that_topic_only() -> None:
+    assert "RotationNotify" not in by_sid(policy())
+    notify = by_sid(policy(notify_topic_arn=TOPIC_ARN))["RotationNotify"]
+    assert notify == {"Sid": "RotationNotify", "Effect": "Allow", "Action": ["sns:Publish"], "Resource": [TOPIC_ARN]}
+    with pytest.raises(BadInput, match="SNS topic ARN"):
+        policy(notify_topic_arn="arn:aws:sqs:eu-west-1:123456789012:q")
 
 
 def test_launch_roles_grant_what_launch_policy_grants() -> None:
