@@ -71,11 +71,28 @@ class Lifetime:
         return None if self.duration <= 0 else self.started + self.duration
 
 
+def _env_secret(environ: Mapping[str, str], name: str) -> str | None:
+    """``NAME``, else the contents of the file ``NAME_FILE`` (trailing newline dropped)."""
+    value = environ.get(name)
+    if value:
+        return value
+    path = environ.get(f"{name}_FILE")
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().rstrip("\r\n") or None
+    except OSError as exc:
+        raise ConfigurationError(f"{name}_FILE: cannot read {path} ({type(exc).__name__})") from None
+
+
 class VaultSession:
     """An ``hvac.Client`` with a token that stays valid: token auth (``VAULT_TOKEN``) or AppRole.
 
-    Share one session between the loaders of a process. Arguments fall back to ``VAULT_ADDR``,
-    ``VAULT_TOKEN``, ``VAULT_NAMESPACE`` and ``VAULT_CACERT``.
+    Share one session between the loaders of a process. Arguments fall back to the variables the rotator
+    command reads: ``VAULT_ADDR``; with neither a token nor AppRole given, ``VAULT_ROLE_ID`` and
+    ``VAULT_SECRET_ID`` (AppRole, mount ``VAULT_APPROLE_MOUNT``), else ``VAULT_TOKEN`` (each also as a file:
+    ``VAULT_TOKEN_FILE``...); ``VAULT_NAMESPACE`` and ``VAULT_CACERT``.
     """
 
     def __init__(
@@ -98,14 +115,21 @@ class VaultSession:
             raise ConfigurationError("no Vault address: pass addr= or set VAULT_ADDR (like https://vault:8200)")
         if not 0 < renew_fraction < 1:
             raise ValueError("renew_fraction must be between 0 and 1")
+        if token is None and role_id is None and secret_id is None:
+            # As the rotator command reads them: AppRole first, else the token (each NAME or the file NAME_FILE).
+            role_id, secret_id = _env_secret(environ, "VAULT_ROLE_ID"), _env_secret(environ, "VAULT_SECRET_ID")
+            if role_id is None and secret_id is None:
+                token = _env_secret(environ, "VAULT_TOKEN")
+            approle_mount = environ.get("VAULT_APPROLE_MOUNT") or approle_mount
         if (role_id is None) != (secret_id is None):
-            raise ConfigurationError("AppRole needs both role_id and secret_id")
+            raise ConfigurationError("AppRole needs both role_id and secret_id (VAULT_ROLE_ID and VAULT_SECRET_ID)")
         self._role_id = role_id
         self._secret_id = secret_id
-        self._token = token or (None if role_id else environ.get("VAULT_TOKEN")) or None
+        self._token = None if role_id else (token or None)
         if self._token is None and role_id is None:
             raise ConfigurationError(
-                "no Vault credentials: pass token= (or set VAULT_TOKEN), or role_id= and secret_id="
+                "no Vault credentials: pass token= (or set VAULT_TOKEN), or role_id= and secret_id= "
+                "(or VAULT_ROLE_ID and VAULT_SECRET_ID)"
             )
         self.approle_mount = approle_mount
         self.namespace = namespace or environ.get("VAULT_NAMESPACE") or None

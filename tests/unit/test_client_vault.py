@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,8 @@ def test_missing_hvac_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
         ({}, {}, "VAULT_ADDR"),
         ({"addr": "http://v:8200"}, {}, "VAULT_TOKEN"),
         ({"addr": "http://v:8200", "role_id": "r"}, {}, "both role_id and secret_id"),
+        ({"addr": "http://v:8200"}, {"VAULT_ROLE_ID": "r"}, "both role_id and secret_id"),
+        ({"addr": "http://v:8200"}, {"VAULT_TOKEN_FILE": "/nonexistent/token"}, "VAULT_TOKEN_FILE: cannot read"),
     ],
 )
 def test_session_configuration_errors(kwargs: dict[str, str], environ: dict[str, str], needle: str) -> None:
@@ -40,3 +43,24 @@ def test_session_from_environment() -> None:
     session = VaultSession(environ={"VAULT_ADDR": "http://v:8200", "VAULT_TOKEN": "s.x"})
     assert session.addr == "http://v:8200" and session.auth_method == "token"
     assert "s.x" not in repr(session)
+
+
+def test_session_approle_and_files_from_environment(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret-id"
+    secret_file.write_text("sid-from-file\n")
+    environ = {
+        "VAULT_ADDR": "http://v:8200",
+        "VAULT_ROLE_ID": "rid",
+        "VAULT_SECRET_ID_FILE": str(secret_file),
+        "VAULT_APPROLE_MOUNT": "apps",
+        "VAULT_TOKEN": "ignored-when-approle",
+    }
+    session = VaultSession(environ=environ)
+    assert (session.auth_method, session.approle_mount) == ("approle", "apps")
+    assert session._secret_id == "sid-from-file"
+    token_file = tmp_path / "token"
+    token_file.write_text("s.file\n")
+    session = VaultSession(environ={"VAULT_ADDR": "http://v:8200", "VAULT_TOKEN_FILE": str(token_file)})
+    assert (session.auth_method, session._token) == ("token", "s.file")
+    # An explicit token wins over AppRole in the environment.
+    assert VaultSession(token="t", environ=environ).auth_method == "token"
