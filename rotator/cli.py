@@ -13,7 +13,7 @@ import click
 
 from rotator import age, log, notify, present
 from rotator.config import CLI_ONLY, OUTPUT, SETTINGS, Settings, Spec, settings_from_options
-from rotator.errors import RotatorError
+from rotator.errors import BadInput, RotatorError
 from rotator.fleet_cli import fleet
 
 F = Callable[..., Any]
@@ -211,12 +211,18 @@ def launch(overrides: tuple[str, ...], **kw: Any) -> None:
 @setting_option("ecs_service")
 @_opt("--kms-key-arn", env="ROTATOR_KMS_KEY_ARN", help="Customer-managed key of the secrets, if any.")
 @setting_option("notify_topic")
+@setting_option("store")
 def iam_policy(**kw: Any) -> None:
     """Print the least-privilege IAM policy of the rotation task (the same statements as deploy/)."""
     from rotator import iam
 
+    store = kw["store"] or "secretsmanager"
+    kms_key = kw["kms_key_arn"]
+    if store.startswith("ssm:") and store.removeprefix("ssm:").startswith("arn:") and not kms_key:
+        kms_key = store.removeprefix("ssm:")  # --store ssm:<key ARN>: the key to grant
     try:
         policy = iam.build_policy(
+            store="ssm" if store.startswith("ssm") else store,
             region=kw["region"],
             account_id=kw["account_id"],
             slot_secret_arn=kw["slot_secret"],
@@ -224,12 +230,30 @@ def iam_policy(**kw: Any) -> None:
             live_secret_arn=kw["live_secret"],
             cluster_name=kw["ecs_cluster"],
             service_name=kw["ecs_service"],
-            kms_key_arn=kw["kms_key_arn"],
+            kms_key_arn=kms_key,
             notify_topic_arn=kw["notify_topic"],
         )
     except RotatorError as exc:
         sys.exit(_fail(exc))
     click.echo(iam.to_json(policy))
+
+
+@main.command("vault-policy")
+@setting_option("slot_secret", required=True)
+@setting_option("admin_secret", required=True)
+@setting_option("store", default="vault")
+def vault_policy(**kw: Any) -> None:
+    """Print the least-privilege Vault/OpenBao policy (HCL) of the rotation task for --store vault[:MOUNT]."""
+    from rotator.store.vault import DEFAULT_MOUNT, policy_hcl
+
+    store = kw["store"] or "vault"
+    if store != "vault" and not store.startswith("vault:"):
+        sys.exit(_fail(BadInput(f"vault-policy is for --store vault[:MOUNT], not {store}")))
+    try:
+        mount = store.removeprefix("vault").removeprefix(":") or DEFAULT_MOUNT
+        click.echo(policy_hcl(mount, kw["slot_secret"], kw["admin_secret"]), nl=False)
+    except RotatorError as exc:
+        sys.exit(_fail(exc))
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})

@@ -128,7 +128,11 @@ class Settings:
         metadata=_spec(parse=parsing.optional_text, metavar="URL", help="AWS endpoint (moto, LocalStack)."),
     )
     store: str = field(
-        default="secretsmanager", metadata=_spec(help="secretsmanager, or file:/dir for local development.")
+        default="secretsmanager",
+        metadata=_spec(
+            help="secretsmanager, ssm[:KMS_KEY] (SSM SecureStrings), vault[:KV_MOUNT] (Vault/OpenBao KV v2, "
+            "VAULT_ADDR + VAULT_TOKEN or AppRole from the environment), or file:/dir for local development."
+        ),
     )
     live_secret: str | None = field(
         default=None,

@@ -26,6 +26,13 @@ SECRETS_ACTIONS = (
     "secretsmanager:PutSecretValue",
     "secretsmanager:UpdateSecretVersionStage",
 )
+# --store ssm: read and write the two parameters (latest version = current) and their ".pending" siblings;
+# read the siblings' history (value and token in one call) and delete them on promotion or discard.
+SSM_ACTIONS = ("ssm:GetParameter", "ssm:PutParameter")
+SSM_PENDING_ACTIONS = ("ssm:GetParameterHistory", "ssm:DeleteParameter")
+# SecureStrings under a customer managed key: encrypt on write, decrypt on read, via SSM only.
+SSM_KMS_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
+SSM_PENDING_SUFFIX = ".pending"  # rotator.store.ssm.PENDING_SUFFIX (not imported: iam needs no boto3)
 # Force a new deployment of the app's service and watch its rollout (circuit breaker included).
 ECS_SERVICE_ACTIONS = ("ecs:DescribeServices", "ecs:UpdateService")
 # Secrets encrypted with a customer managed key: read (Decrypt) and write (GenerateDataKey), via Secrets Manager only.
@@ -75,6 +82,17 @@ def secret_arn(secret: str, *, region: str, account_id: str, partition: str = "a
     return f"arn:{partition}:secretsmanager:{region}:{account_id}:secret:{_check_name('secret name', secret)}-??????"
 
 
+def parameter_arn(parameter: str, *, region: str, account_id: str, partition: str = "aws") -> str:
+    """The ARN to grant for an SSM parameter given by ARN or by name (``/rcm/prod/x`` or ``x``)."""
+    if parameter.startswith("arn:"):
+        parts = parameter.split(":", 5)
+        if len(parts) != 6 or parts[2] != "ssm" or not parts[5].startswith("parameter/"):
+            raise BadInput(f"{parameter!r} is not an SSM parameter ARN (arn:aws:ssm:...:parameter/NAME)")
+        return parameter
+    name = _check_name("parameter name", parameter)
+    return f"arn:{partition}:ssm:{region}:{account_id}:parameter/{name.lstrip('/')}"
+
+
 def _cluster_name(cluster: str) -> str:
     """A cluster given by name or ARN, as a name."""
     if cluster.startswith("arn:"):
@@ -109,22 +127,32 @@ def build_policy(
     live_secret_arn: str | None = None,
     notify_topic_arn: str | None = None,
     partition: str = "aws",
+    store: str = "secretsmanager",
 ) -> Policy:
     """The rotation task's role policy: exactly the two secrets (three with ``--live-secret``: the rotator writes
     it, pending then current, like the slot secret), the one service, the key only via Secrets Manager.
 
     ``slot_secret_arn``/``admin_secret_arn`` may be names (granted as ``NAME-??????``). Pass no cluster and
-    service for ``--deploy command|none``. ``log_group_arn`` is accepted for symmetry with the task's
-    configuration but grants nothing: the awslogs driver writes with the *execution* role, not this one.
+    service for ``--deploy command|none``. ``store="ssm"`` grants the two SSM parameters (and their
+    ``.pending`` siblings) instead of secrets, and the KMS key via SSM. ``log_group_arn`` is accepted for
+    symmetry with the task's configuration but grants nothing: the awslogs driver writes with the *execution*
+    role, not this one.
     """
     _check_scope(region, account_id)
     del log_group_arn  # the execution role writes the task's logs; the task role never does
     scope = {"region": region, "account_id": account_id, "partition": partition}
     given = (slot_secret_arn, admin_secret_arn, *((live_secret_arn,) if live_secret_arn else ()))
-    secrets = sorted({secret_arn(secret, **scope) for secret in given})
-    statements: list[Statement] = [
-        {"Sid": "RotationSecrets", "Effect": "Allow", "Action": list(SECRETS_ACTIONS), "Resource": secrets},
-    ]
+    statements: list[Statement]
+    if store == "ssm":
+        statements = _ssm_statements(given, kms_key_arn, scope)
+        kms_key_arn = None  # granted via SSM above
+    elif store == "secretsmanager":
+        secrets = sorted({secret_arn(secret, **scope) for secret in given})
+        statements = [
+            {"Sid": "RotationSecrets", "Effect": "Allow", "Action": list(SECRETS_ACTIONS), "Resource": secrets},
+        ]
+    else:
+        raise BadInput(f"no IAM policy for --store {store}: use secretsmanager or ssm (rotator vault-policy for Vault)")
     if (cluster_name is None) != (service_name is None):
         raise BadInput("pass both --ecs-cluster and --ecs-service for --deploy ecs, or neither")
     if cluster_name is not None and service_name is not None:
@@ -163,6 +191,36 @@ def build_policy(
             {"Sid": "RotationNotify", "Effect": "Allow", "Action": list(NOTIFY_ACTIONS), "Resource": [notify_topic_arn]}
         )
     return {"Version": VERSION, "Statement": statements}
+
+
+def _ssm_statements(given: tuple[str, ...], kms_key_arn: str | None, scope: dict[str, str]) -> list[Statement]:
+    parameters = sorted({parameter_arn(name, **scope) for name in given})
+    pending = [arn + SSM_PENDING_SUFFIX for arn in parameters]
+    statements: list[Statement] = [
+        {
+            "Sid": "RotationParameters",
+            "Effect": "Allow",
+            "Action": list(SSM_ACTIONS),
+            "Resource": sorted(parameters + pending),
+        },
+        {
+            "Sid": "RotationPendingParameters",
+            "Effect": "Allow",
+            "Action": list(SSM_PENDING_ACTIONS),
+            "Resource": pending,
+        },
+    ]
+    if kms_key_arn:
+        statements.append(
+            {
+                "Sid": "RotationParametersKms",
+                "Effect": "Allow",
+                "Action": list(SSM_KMS_ACTIONS),
+                "Resource": [kms_key_arn],
+                "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{scope['region']}.amazonaws.com"}},
+            }
+        )
+    return statements
 
 
 def launch_policy(

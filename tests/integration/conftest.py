@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from tests.harness import AwsEnv
-from tests.integration.store_drivers import FileDriver, SecretsManagerDriver, StoreDriver
+from tests.harness import AwsEnv, new_name
+from tests.integration.store_drivers import FileDriver, SecretsManagerDriver, SsmDriver, StoreDriver, VaultDriver
 
-STORES = ("secretsmanager", "file")
+STORES = ("secretsmanager", "ssm", "vault", "file")
 
 
 @pytest.fixture(params=STORES)
-def store_driver(request: pytest.FixtureRequest, aws: AwsEnv, tmp_path_factory: pytest.TempPathFactory) -> StoreDriver:
+def store_driver(
+    request: pytest.FixtureRequest, aws: AwsEnv, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StoreDriver]:
     kind: str = request.param
     if kind == "secretsmanager":
-        return SecretsManagerDriver(aws)
-    if kind == "file":
-        return FileDriver(tmp_path_factory.mktemp("store"))
-    raise AssertionError(f"no driver for store {kind}")
+        yield SecretsManagerDriver(aws)
+    elif kind == "ssm":
+        driver = SsmDriver(aws)
+        yield driver
+        driver.cleanup()
+    elif kind == "vault":
+        vault = VaultDriver(request.getfixturevalue("openbao"), prefix=new_name("rt"))
+        yield vault
+        vault.cleanup()
+    elif kind == "file":
+        yield FileDriver(tmp_path_factory.mktemp("store"))
+    else:
+        raise AssertionError(f"no driver for store {kind}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tests.harness import AwsEnv
+from tests.openbao import OpenBao
 
 CURRENT = "AWSCURRENT"
 PENDING = "AWSPENDING"
@@ -163,3 +164,172 @@ class FileDriver:
 
     def values(self, secret_id: str) -> list[str]:
         return [v["value"] for v in self._load(secret_id).values()]
+
+
+# ------------------------------------------------------------------------------------------- SSM Parameter Store
+
+
+@dataclass
+class SsmDriver:
+    """Parameters in seed 000's layout ``/rcm/{env}/{org}/...``; the pending value in ``<name>.pending``."""
+
+    aws: AwsEnv
+    kind: str = "ssm"
+
+    def __post_init__(self) -> None:
+        self.names: list[str] = []
+
+    @property
+    def ssm(self) -> Any:
+        return self.aws.client("ssm")
+
+    def env(self) -> dict[str, str]:
+        return {
+            "ROTATOR_STORE": "ssm",
+            "ROTATOR_AWS_ENDPOINT_URL": self.aws.endpoint_url,
+            "ROTATOR_REGION": self.aws.region,
+        }
+
+    def create(self, suffix: str, value: str) -> str:
+        name = f"/rcm/test/{self.aws.prefix}/{suffix}"
+        self.ssm.put_parameter(Name=name, Value=value, Type="SecureString")
+        self.names += [name, name + ".pending"]
+        return name
+
+    def read(self, secret_id: str, stage: str = CURRENT) -> str | None:
+        """AWSCURRENT is what a plain GetParameter returns: the latest version."""
+        name = secret_id if stage == CURRENT else secret_id + ".pending"
+        try:
+            value: str = self.ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+        except self.ssm.exceptions.ParameterNotFound:
+            return None
+        if stage == PENDING and value == self.read(secret_id):
+            return None  # an interrupted promotion: the store reads it as no pending too
+        return value
+
+    def put_current(self, secret_id: str, value: str) -> None:
+        self.ssm.put_parameter(Name=secret_id, Value=value, Type="SecureString", Overwrite=True)
+
+    def put_pending(self, secret_id: str, value: str) -> None:
+        self.ssm.put_parameter(
+            Name=secret_id + ".pending",
+            Value=value,
+            Type="SecureString",
+            Overwrite=True,
+            Description=f"rotator pending {uuid.uuid4()}",
+        )
+
+    def _history(self, name: str) -> list[dict[str, Any]]:
+        try:
+            history: list[dict[str, Any]] = self.ssm.get_parameter_history(Name=name, WithDecryption=True)["Parameters"]
+        except self.ssm.exceptions.ParameterNotFound:
+            return []
+        return history
+
+    def fingerprint(self, secret_id: str) -> object:
+        return [
+            [(p["Version"], p["Type"], p.get("KeyId"), p.get("Description"), p["Value"]) for p in self._history(n)]
+            for n in (secret_id, secret_id + ".pending")
+        ]
+
+    def values(self, secret_id: str) -> list[str]:
+        return [p["Value"] for n in (secret_id, secret_id + ".pending") for p in self._history(n)]
+
+    def cleanup(self) -> None:
+        for name in self.names:
+            try:
+                self.ssm.delete_parameter(Name=name)
+            except self.ssm.exceptions.ParameterNotFound:
+                pass
+
+
+# ------------------------------------------------------------------------------------------- Vault / OpenBao KV v2
+
+
+@dataclass
+class VaultDriver:
+    """KV v2 on the OpenBao dev server's ``secret/`` mount; the pending value in ``<path>.pending``."""
+
+    bao: OpenBao
+    prefix: str
+    mount: str = "secret"
+    kind: str = "vault"
+
+    def __post_init__(self) -> None:
+        self.paths: list[str] = []
+
+    @property
+    def kv(self) -> Any:
+        return self.bao.client().secrets.kv.v2
+
+    def env(self) -> dict[str, str]:
+        return {"ROTATOR_STORE": f"vault:{self.mount}", **self.bao.env()}
+
+    def create(self, suffix: str, value: str) -> str:
+        path = f"rotator/{self.prefix}/{suffix}"
+        self.kv.create_or_update_secret(path=path, secret=json.loads(value), mount_point=self.mount)
+        self.paths += [path, path + ".pending"]
+        return path
+
+    def _latest(self, path: str) -> dict[str, Any] | None:
+        import hvac
+
+        try:
+            data: dict[str, Any] = self.kv.read_secret_version(
+                path=path, mount_point=self.mount, raise_on_deleted_version=True
+            )["data"]["data"]
+        except hvac.exceptions.InvalidPath:
+            return None
+        return data
+
+    def read(self, secret_id: str, stage: str = CURRENT) -> str | None:
+        """AWSCURRENT is what `vault kv get <path>` returns: the latest version."""
+        current = self._latest(secret_id)
+        if stage == CURRENT:
+            return None if current is None else json.dumps(current)
+        sibling = self._latest(secret_id + ".pending")
+        if sibling is None or sibling["document"] == current:
+            return None  # none, or an interrupted promotion (the store reads it as no pending too)
+        return json.dumps(sibling["document"])
+
+    def put_current(self, secret_id: str, value: str) -> None:
+        self.kv.create_or_update_secret(path=secret_id, secret=json.loads(value), mount_point=self.mount)
+
+    def put_pending(self, secret_id: str, value: str) -> None:
+        self.kv.create_or_update_secret(
+            path=secret_id + ".pending",
+            secret={"token": str(uuid.uuid4()), "document": json.loads(value)},
+            mount_point=self.mount,
+        )
+
+    def _versions(self, path: str) -> list[tuple[int, dict[str, Any] | None]]:
+        import hvac
+
+        try:
+            metadata = self.kv.read_secret_metadata(path=path, mount_point=self.mount)["data"]
+        except hvac.exceptions.InvalidPath:
+            return []
+        out = []
+        for number in sorted(int(n) for n in metadata["versions"]):
+            response = self.kv.read_secret_version(
+                path=path, version=number, mount_point=self.mount, raise_on_deleted_version=False
+            )
+            out.append((number, response["data"]["data"]))
+        return out
+
+    def fingerprint(self, secret_id: str) -> object:
+        return [self._versions(p) for p in (secret_id, secret_id + ".pending")]
+
+    def values(self, secret_id: str) -> list[str]:
+        out = [json.dumps(doc) for _, doc in self._versions(secret_id) if doc is not None]
+        out += [json.dumps(doc["document"]) for _, doc in self._versions(secret_id + ".pending") if doc is not None]
+        return out
+
+    def cleanup(self) -> None:
+        import hvac
+
+        for path in self.paths:
+            try:
+                self.kv.delete_metadata_and_all_versions(path=path, mount_point=self.mount)
+            except hvac.exceptions.InvalidPath:
+                pass

@@ -241,7 +241,7 @@ def test_open_store() -> None:
     file_store = open_store("file:///tmp/rotator-secrets")
     assert isinstance(file_store, FileStore) and file_store.directory == Path("/tmp/rotator-secrets")
     assert isinstance(open_store("secretsmanager", region="us-east-1"), SecretsManagerStore)
-    with pytest.raises(BadInput, match="secretsmanager or file:"):
-        open_store("vault")
+    with pytest.raises(BadInput, match="unknown --store"):
+        open_store("hashicorp")
     with pytest.raises(BadInput):
         open_store("file:")
