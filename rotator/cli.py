@@ -241,6 +241,7 @@ def iam_policy(**kw: Any) -> None:
 @main.command("vault-policy")
 @setting_option("slot_secret", required=True)
 @setting_option("admin_secret", required=True)
+@setting_option("live_secret")
 @setting_option("store", default="vault")
 def vault_policy(**kw: Any) -> None:
     """Print the least-privilege Vault/OpenBao policy (HCL) of the rotation task for --store vault[:MOUNT]."""
@@ -251,7 +252,8 @@ def vault_policy(**kw: Any) -> None:
         sys.exit(_fail(BadInput(f"vault-policy is for --store vault[:MOUNT], not {store}")))
     try:
         mount = store.removeprefix("vault").removeprefix(":") or DEFAULT_MOUNT
-        click.echo(policy_hcl(mount, kw["slot_secret"], kw["admin_secret"]), nl=False)
+        secrets = (kw["slot_secret"], kw["admin_secret"], *((kw["live_secret"],) if kw["live_secret"] else ()))
+        click.echo(policy_hcl(mount, *secrets), nl=False)
     except RotatorError as exc:
         sys.exit(_fail(exc))
 
