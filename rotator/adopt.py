@@ -47,7 +47,7 @@ log = get_logger("rotator")
 
 PG_VERIFIER = "'<SCRAM-SHA-256 verifier of slot B''s password>'"
 MYSQL_HASH = "'<hash of slot B''s password>'"
-AfterStatement = Callable[[int, Statement], None]
+AfterStatement = Callable[[int, Statement], None]  # (1-based index, statement); 0: the slot secret is written
 
 
 @dataclass(frozen=True)
@@ -480,6 +480,8 @@ class Adoption:
             r.slot_secret = {"missing": "would be created", "empty": "would be filled"}.get(slot_state.state, "exists")
             return
         r.slot_secret = self._write_slot_secret(slot_state, secret)  # write-ahead: before slot B exists
+        if self.after_statement is not None:
+            self.after_statement(0, Statement("-- the slot secret is written", None))
         done: list[str] = []
         for _ in range(3):  # a statement's effect may make another needed (e.g. after REASSIGN OWNED)
             if not statements:

@@ -398,8 +398,8 @@ def test_refusals_change_nothing(app: App, make_bad: Refusal) -> None:
 def test_a_crash_after_any_statement_converges_on_re_run(
     db: DbEnv, aws: AwsEnv, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """SIGKILL right after statement k, for every k: the re-run computes exactly the statements left, a third run
-    none, and both slots can use every object."""
+    """SIGKILL right after statement k (0: after the slot secret is written), for every k: the re-run computes
+    exactly the statements left, a third run none, and both slots can use every object."""
     probe = _make_app(db, aws, tmp_path / "probe")
     code, report, out = probe.adopt("--dry-run", *_flags(probe))
     assert code == 0, out
@@ -407,7 +407,7 @@ def test_a_crash_after_any_statement_converges_on_re_run(
     assert count >= 3
     server = request.getfixturevalue("pg_server" if db.engine == "postgres" else "mysql_server")
     fresh = pg_env if db.engine == "postgres" else mysql_env
-    for k in range(1, count + 1):
+    for k in range(count + 1):  # 0: killed right after the slot secret was written
         with fresh(server) as own_db:
             app = _make_app(own_db, aws, tmp_path / f"k{k}")
             assert app.adopt_killed_after(k) == -9
