@@ -271,9 +271,13 @@ def demo(args: tuple[str, ...]) -> None:
 
 main.add_command(fleet)
 
-from rotator.adopt_cli import adopt  # noqa: E402  (it builds its options from this module's setting_option)
-
-main.add_command(adopt)
-
 if __name__ == "__main__":
-    main()
+    # `python -m rotator.cli`: run the module proper. rotator.adopt_cli imports rotator.cli, which this __main__
+    # copy is not: importing adopt_cli from here would load rotator.cli a second time and find adopt_cli half-made.
+    from rotator.cli import main as _main
+
+    _main()
+else:
+    from rotator.adopt_cli import adopt  # (it builds its options from this module's setting_option)
+
+    main.add_command(adopt)

@@ -184,3 +184,13 @@ def test_export_items_carry_each_database_as_its_task_environment(tmp_path: Path
     bad = _file(tmp_path, '[x]\nslot_secret = "s"\n')
     with pytest.raises(BadInput, match="database 'x': no admin secret"):
         fleet.export_items(fleet.load_file(bad))
+
+
+def test_the_command_runs_as_a_module() -> None:
+    """`python -m rotator.cli` (the crash tests, the benches): the fleet and adopt commands are both there."""
+    import subprocess
+    import sys
+
+    for args in (["fleet", "--help"], ["adopt", "--help"]):
+        proc = subprocess.run([sys.executable, "-m", "rotator.cli", *args], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
