@@ -131,7 +131,8 @@ class Settings:
         default="secretsmanager",
         metadata=_spec(
             help="secretsmanager, ssm[:KMS_KEY] (SSM SecureStrings), vault[:KV_MOUNT] (Vault/OpenBao KV v2, "
-            "VAULT_ADDR + VAULT_TOKEN or AppRole from the environment), or file:/dir for local development."
+            "VAULT_ADDR + VAULT_TOKEN or AppRole from the environment), or file:/dir for local development.",
+            readme=True,
         ),
     )
     live_secret: str | None = field(
