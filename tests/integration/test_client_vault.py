@@ -195,20 +195,20 @@ def dynamic_loader(vault_db: VaultDatabase, db: DbEnv, role: str, **options: Any
 def test_dynamic_lease_renewal_keeps_the_login_past_its_first_expiry(
     vault_db: VaultDatabase, db: DbEnv, audit: list[dict[str, Any]]
 ) -> None:
-    role = vault_db.dynamic_role(default_ttl="4s", max_ttl="1h")
+    role = vault_db.dynamic_role(default_ttl="6s", max_ttl="1h")
     loader = dynamic_loader(vault_db, db, role)
     # The control: the same role's credentials, never renewed, stop working when their lease ends.
     control = vault_db.client().secrets.database.generate_credentials(name=role, mount_point=vault_db.mount)["data"]
     started = time.monotonic()
     creds = loader.get()
     expires_in = loader.stats().expires_in
-    assert expires_in is not None and expires_in <= 2.8  # renewal is due at 2/3 of the lease, not at the 300 s TTL
-    while time.monotonic() - started < 6.0:
+    assert expires_in is not None and expires_in <= 4.1  # renewal is due at 2/3 of the lease, not at the 300 s TTL
+    while time.monotonic() - started < 8.0:
         assert loader.get() == creds  # renewed, not replaced
         time.sleep(0.25)
     assert db.login_works(creds.username, creds.password)
     assert not db.login_works(control["username"], control["password"])
-    assert sum(e["event"] == "vault_lease_renewed" for e in audit) >= 2
+    assert sum(e["event"] == "vault_lease_renewed" for e in audit) >= 1
     assert [e["event"] for e in audit].count("vault_credentials_issued") == 1
     assert_never_logged(audit, creds.password, vault_db.bao.token)
 
@@ -267,21 +267,21 @@ def test_token_is_renewed_before_it_expires(openbao: OpenBao, audit: list[dict[s
     root = openbao.client()
     policy = new_name("reader")
     root.sys.create_or_update_policy(name=policy, policy=READ_ALL)
-    token = root.auth.token.create(policies=[policy], ttl="3s", explicit_max_ttl="1h", renewable=True)["auth"][
+    token = root.auth.token.create(policies=[policy], ttl="6s", explicit_max_ttl="1h", renewable=True)["auth"][
         "client_token"
     ]
-    control = root.auth.token.create(policies=[policy], ttl="3s", renewable=True)["auth"]["client_token"]
+    control = root.auth.token.create(policies=[policy], ttl="6s", renewable=True)["auth"]["client_token"]
     path = f"{new_name('app')}/db"
     kv_put(openbao, path, {"username": "u", "password": "p", **NO_DB})
     loader = CredentialLoader.from_vault_kv(path, session=VaultSession(openbao.addr, token=token), ttl=300)
     started = time.monotonic()
     loader.get()
     expires_in = loader.stats().expires_in
-    assert expires_in is not None and expires_in <= 2.1
-    while time.monotonic() - started < 5.0:
+    assert expires_in is not None and expires_in <= 4.1
+    while time.monotonic() - started < 7.5:
         loader.get()
         time.sleep(0.25)
-    assert loader.refresh().username == "u"  # the token outlived its first 3 s
+    assert loader.refresh().username == "u"  # the token outlived its first 6 s
     assert openbao.client(token=control).is_authenticated() is False
     assert any(e["event"] == "vault_token_renewed" for e in audit)
     assert_never_logged(audit, token, openbao.token)
