@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from psycopg import sql
 
 from rotator.cli import main
+from rotator.db.mysql import marker_role
 from tests.harness import AwsEnv, DbEnv, PgServer, mysql_env, pg_env, strong_password
 from tests.integration.rotation_env import ROOT, RotationEnv
 
@@ -36,12 +37,14 @@ PG_OBJECTS = [
     "CREATE FUNCTION add_one(n int) RETURNS int LANGUAGE sql AS 'SELECT n + 1'",
     "INSERT INTO items (name) VALUES ('first')",
 ]
-MYSQL_OBJECTS = [
+MYSQL_OBJECTS = [  # MySQL has no schemas in a database and no types; a column's ENUM stands in for the type
     "CREATE TABLE items (id int AUTO_INCREMENT PRIMARY KEY, name text)",
     "CREATE TABLE feelings (m ENUM('ok', 'sad'))",
     "CREATE VIEW items_view AS SELECT id, name FROM items",
+    "CREATE PROCEDURE add_one(IN n INT) SELECT n + 1",
     "INSERT INTO items (name) VALUES ('first')",
 ]
+MARIADB_OBJECTS = ["CREATE SEQUENCE counter"]  # MariaDB 10.3+ (MySQL 8 has none)
 
 
 def _pg_uses(tag: str) -> list[str]:
@@ -64,8 +67,12 @@ def _pg_uses(tag: str) -> list[str]:
     ]
 
 
-def _mysql_uses(tag: str) -> list[str]:
+def _mysql_uses(tag: str, *, mariadb: bool) -> list[str]:
+    sequence = ["SELECT NEXTVAL(counter)", "ALTER SEQUENCE counter RESTART WITH 10"] if mariadb else []
     return [
+        *sequence,
+        "CALL add_one(1)",
+        f"ALTER PROCEDURE add_one COMMENT 'used by {tag}'",
         "SELECT count(*) FROM items",
         "SELECT count(*) FROM items_view",
         f"INSERT INTO items (name) VALUES ('{tag}')",
@@ -167,6 +174,16 @@ def _report(stdout: str) -> dict[str, Any]:
     return report
 
 
+def _is_mariadb(db: DbEnv) -> bool:
+    conn = db.server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            return "mariadb" in str(cur.fetchone()[0]).lower()  # type: ignore[index]
+    finally:
+        conn.close()
+
+
 def _make_app(db: DbEnv, aws: AwsEnv, tmp: Path) -> App:
     tag = tmp.name.replace("-", "_")[-12:]
     user, password = db.user("legacy"), strong_password()
@@ -187,7 +204,7 @@ def _make_app(db: DbEnv, aws: AwsEnv, tmp: Path) -> App:
             "engine": "mariadb", "host": db.host, "port": db.port, "username": user, "password": password,
             "dbname": db.dbname,
         }  # fmt: skip
-        objects = MYSQL_OBJECTS
+        objects = MYSQL_OBJECTS + (MARIADB_OBJECTS if _is_mariadb(db) else [])
     admin = {"username": db.admin_user, "password": db.admin_password, "host": db.host, "port": db.port}
     extra = ["--engine", "postgres"] if db.engine == "postgres" else []
     app = App(
@@ -246,11 +263,17 @@ def snapshot(app: App) -> tuple[object, ...]:
         conn = db.server.connect()
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT user, host FROM mysql.user WHERE user LIKE %s ORDER BY 1, 2", (db.prefix + "%",))
+                cur.execute(
+                    "SELECT user, host FROM mysql.user WHERE user LIKE %s OR user = %s ORDER BY 1, 2",
+                    (db.prefix + "%", marker_role(db.dbname)),
+                )
                 accounts = list(cur.fetchall())
                 owners = []
                 for user, host in accounts:
-                    cur.execute("SHOW GRANTS FOR %s@%s", (user, host))
+                    if host:
+                        cur.execute("SHOW GRANTS FOR %s@%s", (user, host))
+                    else:  # a MariaDB role
+                        cur.execute("SHOW GRANTS FOR %s", (user,))
                     owners.append((user, host, sorted(r[0] for r in cur.fetchall())))
         finally:
             conn.close()
@@ -298,7 +321,7 @@ def test_dry_run_lists_the_exact_statements_and_changes_nothing(app: App) -> Non
 
 
 def _use_every_object(app: App, user: str, password: str, tag: str) -> None:
-    uses = _pg_uses(tag) if app.db.engine == "postgres" else _mysql_uses(tag)
+    uses = _pg_uses(tag) if app.db.engine == "postgres" else _mysql_uses(tag, mariadb=_is_mariadb(app.db))
     app.run_as(user, password, uses)
 
 
