@@ -44,9 +44,10 @@ audit_log = get_logger(LOGGER)
 
 
 def caller_identity(settings: Settings, aws: AwsClients | None) -> dict[str, Any]:
-    """Who runs this: STS GetCallerIdentity when the store is in AWS (one call, no permission needed), else
-    the local user. A failure is recorded, never raised."""
-    if aws is not None and not settings.store.startswith("file:"):
+    """Who runs this: STS GetCallerIdentity when the run uses AWS (one call, no permission needed), else the
+    local user (a file or Vault store with no ECS deployment never calls AWS for this). A failure is recorded,
+    never raised."""
+    if aws is not None and _uses_aws(settings):
         try:
             response = aws.edge("sts", max_attempts=2, backoff_max=1.0).call("GetCallerIdentity", what="the caller")
         except RotatorError as exc:
@@ -62,6 +63,11 @@ def caller_identity(settings: Settings, aws: AwsClients | None) -> dict[str, Any
     except (KeyError, OSError):
         user = None
     return {"source": "local", "user": user, "uid": os.getuid() if hasattr(os, "getuid") else None}
+
+
+def _uses_aws(settings: Settings) -> bool:
+    store = settings.store
+    return store in ("", "secretsmanager") or store == "ssm" or store.startswith("ssm:") or settings.deploy == "ecs"
 
 
 def _masked(account: str) -> str:
