@@ -195,6 +195,8 @@ def _refusal(w: World) -> str | None:
 
 def _in_future(w: World) -> str | None:
     """A rotated_at ahead of the clock would hold every rotation off: refused, like any hostile input."""
+    if w.now is None:
+        return None
     recorded = [
         *((f"slot secret (AWSCURRENT) {slot}", w.secret.slot(slot).rotated_at) for slot in SLOTS),
         *((f"slot secret (AWSPENDING) {slot}", w.pending.slot(slot).rotated_at) for slot in SLOTS if w.pending),
