@@ -4,6 +4,7 @@ drifts, refuses what it must not overwrite, and logs in at every step boundary o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,76 @@ def test_sigkill_after_every_step_the_live_secret_logs_in(env: RotationEnv, temp
     extra = {} if template else NO_TEMPLATE
     assert live.rotate(**extra).exit_code == 0
     _kill_every_boundary(env, live, **extra)
+
+
+# ------------------------------------------------------------------ --deploy ecs: the task definition reads it
+
+
+@pytest.fixture
+def ecs_live(aws: AwsEnv, env: RotationEnv) -> tuple[Any, str, str, LiveEnv]:
+    """An ECS service on moto whose task definition injects the live secret with valueFrom."""
+    from tests.harness import new_name
+
+    live = LiveEnv(env, "ecs")
+    client = aws.client("ecs")
+    cluster = new_name("cluster")
+    client.create_cluster(clusterName=cluster)
+    family = new_name("app")
+    secrets = [{"name": f"DB_{k.upper()}", "valueFrom": f"{live.arn}:{k}::"} for k in ("username", "password", "host")]
+    client.register_task_definition(
+        family=family, containerDefinitions=[{"name": "app", "image": "app:1", "memory": 512, "secrets": secrets}]
+    )
+    client.create_service(cluster=cluster, serviceName="web", taskDefinition=family, desiredCount=0)
+    return client, cluster, "web", live
+
+
+def test_deploy_ecs_with_only_a_live_secret(env: RotationEnv, ecs_live: tuple[Any, str, str, LiveEnv]) -> None:
+    client, cluster, service, live = ecs_live
+
+    def deployments() -> set[str]:
+        return {
+            d["id"] for d in client.describe_services(cluster=cluster, services=[service])["services"][0]["deployments"]
+        }
+
+    ecs = {**NO_TEMPLATE, "ROTATOR_DEPLOY": "ecs", "ROTATOR_ECS_CLUSTER": cluster, "ROTATOR_ECS_SERVICE": service}
+    for _ in range(2):
+        before = deployments()
+        result = live.rotate(**ecs)
+        assert result.exit_code == 0, result.stderr[-2000:]
+        assert deployments() - before, "no new deployment was forced"
+        env.assert_consistent(loader=True)
+        live.assert_on_active()
+
+
+def test_a_circuit_breaker_rollback_puts_the_live_secret_back(
+    env: RotationEnv, ecs_live: tuple[Any, str, str, LiveEnv]
+) -> None:
+    from rotator.deploy.ecs import EcsDeployer
+    from rotator.wiring import build_rotation
+    from tests.integration.test_deploy_health import ScriptedEcs, _dep
+    from tests.integration.test_rotate_ecs import settings_for
+
+    client, cluster, service, live = ecs_live
+    assert live.rotate().exit_code == 0  # active B, the live secret on B
+    before = live.value()
+    script = [
+        lambda ours: [_dep("ecs-svc/old", "PRIMARY", "COMPLETED")],  # observe()
+        lambda ours: [_dep(ours, "PRIMARY", "IN_PROGRESS"), _dep("ecs-svc/old", "ACTIVE", "COMPLETED")],
+        lambda ours: [
+            _dep("ecs-svc/rollback", "PRIMARY", "IN_PROGRESS"),
+            _dep(ours, "ACTIVE", "FAILED", "tasks failed"),
+        ],
+        lambda ours: [_dep(ours, "PRIMARY", "COMPLETED", running=2)],  # our rollback deployment
+    ]
+    deployer = EcsDeployer(ScriptedEcs(client, script), cluster, service, timeout_s=30, poll_s=0.01)  # type: ignore[arg-type]
+    settings = dataclasses.replace(settings_for(env, cluster, service), live_secret=live.arn)
+    report = build_rotation(settings, deployer=deployer)[0].run()
+    assert report.exit_code == ExitCode.ROLLED_BACK, report.error
+    rollback = [r.description["step"] for r in report.rollback]
+    assert rollback[:3] == ["restore_config", "write_live_pending", "promote_live_pending"]
+    assert report.slots_after == {"active": "B", "config": "B", "live": "B"}
+    after = live.value()
+    assert after is not None and before is not None
+    assert (after["username"], after["password"]) == (before["username"], before["password"])
+    env.assert_consistent()
+    live.assert_on_active()
