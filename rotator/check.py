@@ -230,6 +230,8 @@ class _Preflight:
             log.register_secret(pending.password)
         where = f" at {admin.host}:{admin.port}" if admin.host else " (host and port from the slot secret)"
         detail = f"user {admin.username}{where}"
+        if versions.owning_service == "rds":
+            detail += "; managed by RDS: read every run, never written (admin rotation skipped)"
         if pending is not None:
             detail += "; an AWSPENDING version exists (the next rotate finishes or discards it)"
         self.add("admin secret", OK, detail)

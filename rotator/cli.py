@@ -168,6 +168,9 @@ def _split(value: str | None) -> list[str] | None:
 @setting_option("aws_endpoint_url")
 @_opt("--timeout", env="ROTATOR_LAUNCH_TIMEOUT", type=float, default=3600.0, help="Seconds to wait for the task.")
 @click.option("--no-wait", is_flag=True, help="Return once the task is started.")
+@click.option(
+    "--check", "preflight", is_flag=True, help="Run `rotator check` in the task (its network path), not rotate."
+)
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
 def launch(overrides: tuple[str, ...], **kw: Any) -> None:
     """Run the rotation as a one-off ECS task, wait for it, print its logs, exit with its exit code.
@@ -192,6 +195,7 @@ def launch(overrides: tuple[str, ...], **kw: Any) -> None:
             log_group=kw["log_group"],
             container_name=kw["container_name"],
             overrides=list(overrides),
+            subcommand="check" if kw["preflight"] else "rotate",
             wait=not kw["no_wait"],
             timeout_s=kw["timeout"],
             print_line=click.echo,

@@ -91,12 +91,13 @@ def split_ids(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(part.strip() for item in items for part in item.split(",") if part.strip())
 
 
-def build_command(overrides: Iterable[str] = ()) -> list[str]:
-    """The container command: ``rotate --log-json`` plus the overrides (``--no-json`` drops ``--log-json``)."""
+def build_command(overrides: Iterable[str] = (), *, subcommand: str = SUBCOMMAND[0]) -> list[str]:
+    """The container command: ``rotate --log-json`` plus the overrides (``--no-json`` drops ``--log-json``);
+    ``subcommand="check"``: the pre-flight, from the task's own network path."""
     args = list(overrides)
     json_logs = NO_JSON_FLAG not in args
     rest = [a for a in args if a not in (NO_JSON_FLAG, JSON_FLAG)]
-    return [*SUBCOMMAND, *([JSON_FLAG] if json_logs else []), *rest]
+    return [subcommand, *([JSON_FLAG] if json_logs else []), *rest]
 
 
 def stack_outputs(cfn: CloudFormationClient | AwsEdge, stack_name: str) -> dict[str, str]:
@@ -319,6 +320,7 @@ def launch(
     log_stream_prefix: str | None = None,
     container_name: str = "rotator",
     overrides: Sequence[str] = (),
+    subcommand: str = SUBCOMMAND[0],
     wait: bool = True,
     poll_s: float = 6.0,
     timeout_s: float = 3600.0,
@@ -347,7 +349,7 @@ def launch(
         log_group=log_group,
         log_stream_prefix=log_stream_prefix,
     )
-    command = build_command(overrides)
+    command = build_command(overrides, subcommand=subcommand)
     task_arn = run_task(ecs_edge, target, container_name=container_name, command=command)
     print_line(f"started task {task_arn} in cluster {target.cluster}: {' '.join(command)}")
     if not wait:

@@ -244,6 +244,32 @@ def test_successful_task_returns_zero(aws: AwsEnv, infra: Infra) -> None:
     assert call["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "ENABLED"
 
 
+def test_launch_check_runs_the_preflight_in_the_task(aws: AwsEnv, infra: Infra) -> None:
+    """`rotator launch --check`: the pre-flight from the task's own network path; its exit code (2: a check
+    failed) is the launch's."""
+    logs = aws.client("logs")
+    log_group = f"/test/{aws.prefix}"
+    logs.create_log_group(logGroupName=log_group)
+    report = '{"event": "check_report", "outcome": "failed", "exit_code": 2, "failed": ["database TLS"]}'
+    ecs = ScriptedEcs(
+        aws.client("ecs"), logs, [State({"lastStatus": "RUNNING"}, [report]), stopped(2)], log_group=log_group
+    )
+    printed, print_line = collect()
+    code = launch(
+        ecs,  # type: ignore[arg-type]
+        logs,
+        aws.client("cloudformation"),
+        stack_name=infra.stack_name,
+        log_group=log_group,
+        subcommand="check",
+        poll_s=0,
+        print_line=print_line,
+    )
+    assert code == 2 and report in printed
+    (call,) = ecs.run_calls
+    assert call["overrides"]["containerOverrides"][0]["command"] == ["check", "--log-json"]
+
+
 def test_task_that_never_ran_fails_with_its_reason(aws: AwsEnv, infra: Infra) -> None:
     reason = "CannotPullContainerError: pull image manifest has been retried 5 time(s): not found"
     ecs = ScriptedEcs(
@@ -412,6 +438,7 @@ def test_build_command() -> None:
     assert build_command([]) == ["rotate", "--log-json"]
     assert build_command(["--log-json", "--dry-run"]) == ["rotate", "--log-json", "--dry-run"]
     assert build_command(["--no-json"]) == ["rotate"]
+    assert build_command([], subcommand="check") == ["check", "--log-json"]
 
 
 def test_moto_endpoint_is_used(aws: AwsEnv) -> None:

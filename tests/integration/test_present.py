@@ -23,7 +23,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def env(db: DbEnv, aws: AwsEnv, tmp_path: Path) -> RotationEnv:
     made = make_env(db, aws, tmp_path)
-    assert made.rotate().exit_code == 0  # a deployed config, active B
+    for _ in range(2):  # a deployed config; both slots with a known age (status exits 6 on an unknown one)
+        assert made.rotate().exit_code == 0
     return made
 
 
@@ -84,9 +85,10 @@ def test_a_terminal_gets_the_world_and_the_plan_as_tables(env: RotationEnv, comm
     assert code == 0, out + err
     assert '"event": "rotation_report"' not in out, "JSON on a terminal"
     lines = out.splitlines()
-    assert lines[0].startswith(f"engine {env.db.engine}: active slot B, the config points at slot B"), out
+    assert lines[0].startswith(f"engine {env.db.engine}: active slot A, the config points at slot A"), out
     assert any(line.split()[:4] == ["slot", "role", "user", "exists"] for line in lines), out
-    assert any(line.startswith("B     active") for line in lines), out
+    assert any(line.startswith("A     active") for line in lines), out
+    assert "next rotation due:" in out and "overdue: none" in out
     assert "plan (nothing was changed):" in out
     assert any(line.split()[:4] == ["#", "step", "slot", "reason"] for line in lines), out
     assert "publish_config" in out or "render_config" in out or "write_config" in out, out
@@ -121,5 +123,5 @@ def test_a_real_rotation_on_a_terminal_shows_each_steps_outcome(env: RotationEnv
     assert code == 0, out + err
     assert any(line.split()[:5] == ["#", "step", "slot", "outcome", "reason"] for line in out.splitlines()), out
     assert out.splitlines()[-1].startswith("done: ok")
-    assert env.secret()["active_slot"] == "A"  # type: ignore[index]
+    assert env.secret()["active_slot"] == "B"  # type: ignore[index]
     assert_no_secret(env, out + err)
