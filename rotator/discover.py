@@ -6,7 +6,9 @@ Each slot secret found is one database, named by the secret's name. Its settings
 fleet table, with dashes. A secret that some database names as its admin secret is never taken for a slot
 secret (prefix discovery lists both when they share a prefix).
 
-SSM Parameter Store (seed 000's ``/rcm/{env}/{org}/...``) is not discovered yet: it needs the SSM store first.
+Or SSM Parameter Store under a path (seed 000's ``/rcm/{env}/{org}/...``): every parameter below it carrying the
+tag (``rotator:managed=true``, by default) is a slot secret on the ``ssm`` store, with the same per-parameter
+``rotator:<setting>`` tags. The stores' ``.pending`` siblings and admin secrets named by a database are skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from rotator.aws import AwsClients
 from rotator.errors import BadInput
+from rotator.store.ssm import PENDING_SUFFIX
 
 TAG_PREFIX = "rotator:"
 MANAGED_TAG = "rotator:managed"
@@ -84,6 +87,59 @@ def discover(
             if k.startswith(TAG_PREFIX) and k not in (MANAGED_TAG, key)
         }
         found.append(Found(name=name, arn=arn, settings={**settings, "slot_secret": arn}))
+    return _without_admins(found, defaults)
+
+
+def discover_ssm(
+    aws: AwsClients, *, path: str, tag: str | None = None, defaults: Mapping[str, Any] | None = None
+) -> list[Found]:
+    """Slot secrets in SSM Parameter Store below ``path`` with ``tag`` (default ``rotator:managed=true``)."""
+    if not path.startswith("/"):
+        raise BadInput(f"--discover-ssm-path {path!r}: give an absolute path such as /rcm/prod/")
+    key, value = parse_tag(tag or f"{MANAGED_TAG}=true")
+    edge = aws.edge("ssm")
+    filters: list[dict[str, Any]] = [{"Key": "Path", "Option": "Recursive", "Values": [path.rstrip("/") or "/"]}]
+    filters.append({"Key": f"tag:{key}", **({"Values": [value]} if value is not None else {})})
+    names: list[str] = []
+    token: str | None = None
+    while True:
+        params: dict[str, Any] = {"ParameterFilters": filters, "MaxResults": 50}
+        if token:
+            params["NextToken"] = token
+        page = edge.call(
+            "DescribeParameters",
+            what=f"the parameters under {path}",
+            fix="grant ssm:DescribeParameters to the fleet's role",
+            refused=BadInput,
+            **params,
+        )
+        names += [str(p["Name"]) for p in page.get("Parameters", ()) if not str(p["Name"]).endswith(PENDING_SUFFIX)]
+        token = page.get("NextToken")
+        if not token:
+            break
+    found = []
+    for name in names:
+        listed = edge.call(
+            "ListTagsForResource",
+            what=f"the tags of parameter {name}",
+            fix="grant ssm:ListTagsForResource to the fleet's role",
+            refused=BadInput,
+            ResourceType="Parameter",
+            ResourceId=name,
+        )
+        tags = {str(t.get("Key")): str(t.get("Value", "")) for t in listed.get("TagList") or ()}
+        if key not in tags or (value is not None and tags[key] != value):
+            continue  # DescribeParameters matched the tag's key and value separately
+        settings = {
+            k.removeprefix(TAG_PREFIX): v
+            for k, v in tags.items()
+            if k.startswith(TAG_PREFIX) and k not in (MANAGED_TAG, key)
+        }
+        found.append(Found(name=name, arn=name, settings={"store": "ssm", **settings, "slot_secret": name}))
+    return _without_admins(found, defaults)
+
+
+def _without_admins(found: list[Found], defaults: Mapping[str, Any] | None) -> list[Found]:
     admins = {str(f.settings.get("admin-secret") or f.settings.get("admin_secret") or "") for f in found}
     admins.add(str((defaults or {}).get("admin_secret") or (defaults or {}).get("admin-secret") or ""))
     admins.discard("")

@@ -42,6 +42,14 @@ def _fleet_options(f: F) -> F:
             help="Slot secrets whose name starts with PREFIX (admin secrets named by a database are skipped).",
         ),
         click.option(
+            "--discover-ssm-path",
+            envvar="ROTATOR_FLEET_DISCOVER_SSM_PATH",
+            show_envvar=True,
+            metavar="PATH",
+            help="Slot secrets in SSM Parameter Store below PATH (e.g. /rcm/prod/) tagged --discover-tag "
+            "(default rotator:managed=true); they use --store ssm.",
+        ),
+        click.option(
             "--only",
             envvar="ROTATOR_FLEET_ONLY",
             show_envvar=True,
@@ -146,19 +154,24 @@ def build_tables(kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str
     for name in ("region", "aws_endpoint_url"):
         if kw.get(name) and name not in defaults and name.replace("_", "-") not in defaults:
             defaults[name] = kw[name]
-    if kw.get("discover_tag") or kw.get("discover_prefix"):
+    if kw.get("discover_tag") or kw.get("discover_prefix") or kw.get("discover_ssm_path"):
         from rotator.aws import AwsClients
-        from rotator.discover import discover
+        from rotator.discover import discover, discover_ssm
 
         if tables:
             raise BadInput("--file with --discover-*: the file may only hold [defaults]; drop its database tables")
         region = defaults.get("region")
         endpoint = defaults.get("aws_endpoint_url") or defaults.get("aws-endpoint-url")
         aws = AwsClients(region=region, endpoint_url=endpoint)
-        found = discover(aws, tag=kw.get("discover_tag"), prefix=kw.get("discover_prefix"), defaults=defaults)
+        if kw.get("discover_ssm_path"):
+            if kw.get("discover_prefix"):
+                raise BadInput("--discover-ssm-path with --discover-prefix: pick one store to discover in")
+            found = discover_ssm(aws, path=kw["discover_ssm_path"], tag=kw.get("discover_tag"), defaults=defaults)
+        else:
+            found = discover(aws, tag=kw.get("discover_tag"), prefix=kw.get("discover_prefix"), defaults=defaults)
         tables = {f.name: f.settings for f in found}
     elif kw.get("fleet_file") is None:
-        raise BadInput("no fleet: pass --file fleet.toml, or --discover-tag/--discover-prefix")
+        raise BadInput("no fleet: pass --file fleet.toml, or --discover-tag/--discover-prefix/--discover-ssm-path")
     if kw.get("only"):
         only = [x.strip() for x in str(kw["only"]).split(",") if x.strip()]
         missing = [x for x in only if x not in tables]

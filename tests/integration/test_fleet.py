@@ -269,3 +269,45 @@ def test_fleet_check_and_one_notification_per_run(new_db: Factory, aws: AwsEnv, 
         no_secret_in(envs, out, err, json.dumps(received))
     finally:
         server.shutdown()
+
+
+def test_discovery_in_ssm_parameter_store(new_db: Factory, aws: AwsEnv, tmp_path: Path) -> None:
+    from tests.integration.store_drivers import SsmDriver
+
+    store = SsmDriver(aws)
+    try:
+        envs = {f"p{i}": make_env(new_db(), aws, tmp_path / f"p{i}", tag=f"p{i}_", store=store) for i in range(2)}
+        ignored = make_env(new_db(), aws, tmp_path / "ignored", tag="ignored_", store=store)
+        ssm = aws.client("ssm")
+        for env in envs.values():
+            tags = {
+                "rotator:managed": "true",
+                "rotator:admin-secret": env.admin_arn,
+                "rotator:config-path": str(env.config_path),
+            }
+            ssm.add_tags_to_resource(
+                ResourceType="Parameter",
+                ResourceId=env.slot_arn,
+                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+            )
+        ssm.add_tags_to_resource(
+            ResourceType="Parameter", ResourceId=ignored.slot_arn, Tags=[{"Key": "rotator:managed", "Value": "no"}]
+        )
+        defaults = tmp_path / "defaults.toml"
+        defaults.write_text(
+            "[defaults]\n"
+            f"region = {_toml(aws.region)}\naws_endpoint_url = {_toml(aws.endpoint_url)}\n"
+            f'db_tls = "disable"\ntemplate = {_toml(str(envs["p0"].template))}\n'
+        )
+        path = f"/rcm/test/{aws.prefix}/"
+
+        code, out, err, report = run_fleet("rotate", "--file", str(defaults), "--discover-ssm-path", path)
+
+        assert code == 0, out + err[-3000:]
+        assert {d["database"] for d in report["databases"]} == {env.slot_arn for env in envs.values()}
+        for env in envs.values():
+            env.remember()
+            env.assert_consistent()
+        assert ignored.secret()["active_slot"] == "A"  # type: ignore[index]
+    finally:
+        store.cleanup()
