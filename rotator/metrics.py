@@ -15,6 +15,8 @@ The rotator (namespace ``Rotator``), one line per run:
 The loader, ``rotator.client`` (namespace ``Rotator``), one line per fetch and at most one a minute otherwise:
 
 - ``CredentialFetches``, ``CredentialFetchFailures``, ``CacheHits``, ``CacheMisses`` (Count, since the last line)
+- ``CredentialFetchThrottled`` (Count: failed fetches the store refused as throttled, seed 000's "API
+  throttling events")
 """
 
 from __future__ import annotations
@@ -28,6 +30,19 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 NAMESPACE = "Rotator"
+# AWS's throttling error codes (rotator.aws.THROTTLING_CODES, repeated so that rotator.client needs no boto3 import)
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ThrottledException",
+        "SlowDown",
+    }
+)
 MAX_DIMENSION_VALUE = 1024  # CloudWatch's limit on a dimension value
 
 Sink = Callable[[str], None]
@@ -104,7 +119,13 @@ class ClientMetrics:
         self.sink = sink if sink is not None else stream_sink(sys.stdout)
         self.interval_s = interval_s
         self._lock = threading.Lock()
-        self._counts = {"CredentialFetches": 0, "CredentialFetchFailures": 0, "CacheHits": 0, "CacheMisses": 0}
+        self._counts = {
+            "CredentialFetches": 0,
+            "CredentialFetchFailures": 0,
+            "CredentialFetchThrottled": 0,
+            "CacheHits": 0,
+            "CacheMisses": 0,
+        }
         self._last = time.monotonic()
 
     def hit(self) -> None:
@@ -113,7 +134,9 @@ class ClientMetrics:
     def miss(self) -> None:
         self._count("CacheMisses", flush=False)
 
-    def fetched(self, *, ok: bool) -> None:
+    def fetched(self, *, ok: bool, throttled: bool = False) -> None:
+        if throttled:
+            self._count("CredentialFetchThrottled", flush=False)
         self._count("CredentialFetches" if ok else "CredentialFetchFailures", flush=True)
 
     def flush(self) -> None:

@@ -18,7 +18,7 @@ from rotator.client.cache import DEFAULT_JITTER, DEFAULT_TTL, RefreshingValue
 from rotator.client.credentials import DbCredentials, KeyNames, parse_database_url, parse_secret
 from rotator.client.errors import ConfigurationError, CredentialError, CredentialsUnavailable, is_auth_failure
 from rotator.client.sources import DatabaseUrlSource, Source, source_for
-from rotator.metrics import ClientMetrics
+from rotator.metrics import THROTTLING_CODES, ClientMetrics
 
 if TYPE_CHECKING:
     from rotator.client.vault import VaultSession
@@ -212,7 +212,8 @@ class CredentialLoader(RefreshingValue[DbCredentials]):
                 )
             )
             if self.metrics is not None:
-                self.metrics.fetched(ok=error is None)
+                code = _error_code(error) if error is not None else None
+                self.metrics.fetched(ok=error is None, throttled=code in THROTTLING_CODES)
         except Exception:  # auditing never breaks a fetch
             log.warning("db_credentials_audit_failed", error=type(error).__name__ if error else None)
 

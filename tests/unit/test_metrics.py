@@ -131,6 +131,17 @@ def test_the_loader_counts_hits_and_misses_and_audits_each_fetch(monkeypatch: py
     assert "s3cr3t-pass-word" not in repr(events) + "".join(lines)
 
 
+def test_throttling_codes_agree_with_the_aws_edge_and_are_counted() -> None:
+    from rotator.aws import THROTTLING_CODES
+
+    assert metrics.THROTTLING_CODES == THROTTLING_CODES
+    lines: list[str] = []
+    m = metrics.ClientMetrics("s", sink=lines.append)
+    m.fetched(ok=False, throttled=True)
+    doc = json.loads(lines[0])
+    assert (doc["CredentialFetchThrottled"], doc["CredentialFetchFailures"]) == (1, 1)
+
+
 def test_without_metrics_the_hot_path_is_the_plain_one() -> None:
     loader = CredentialLoader(DatabaseUrlSource(environ={"DATABASE_URL": "postgresql://a:b@h/d"}))
     assert loader.get.__func__ is cache.RefreshingValue.get  # type: ignore[attr-defined]
