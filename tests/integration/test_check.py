@@ -175,6 +175,7 @@ def test_each_failure_class_fails_its_row_exits_2_and_changes_nothing(
         ("template", ("--template", str(broken)), {}, ""),
         ("config path", ("--config-path", str(tmp_path / "nowhere" / "x.php")), {}, "does not exist"),
         ("config path", ("--config-path", str(link)), {}, "symbolic link"),
+        ("config path", ("--config-path", "/proc/sqlconf.php"), {}, "/proc"),  # a directory even root cannot write
         ("ECS service", ("--deploy", "ecs", "--ecs-cluster", cluster, "--ecs-service", "absent"), {}, "absent"),
         ("ECS service", ("--deploy", "ecs", "--ecs-cluster", cluster, "--ecs-service", "unguarded"), {}, "breaker off"),
         ("health URL", ("--health-url", health + "/broken"), {}, "status 500"),

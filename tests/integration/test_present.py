@@ -125,3 +125,13 @@ def test_a_real_rotation_on_a_terminal_shows_each_steps_outcome(env: RotationEnv
     assert out.splitlines()[-1].startswith("done: ok")
     assert env.secret()["active_slot"] == "B"  # type: ignore[index]
     assert_no_secret(env, out + err)
+
+
+def test_check_on_a_terminal_is_a_table_and_in_a_pipe_json(env: RotationEnv) -> None:
+    code, out, err = run_on_terminal(env, "check")
+    assert code == 0, out + err
+    assert out.splitlines()[0].split() == ["check", "result", "detail"], out
+    assert out.splitlines()[-1].startswith("All checks passed")
+    proc = run_piped(env, "check")
+    assert proc.returncode == 0 and json.loads(proc.stdout.splitlines()[-1])["event"] == "check_report"
+    assert_no_secret(env, out + err + proc.stdout + proc.stderr)
