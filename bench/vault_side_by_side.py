@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import threading
@@ -276,13 +277,19 @@ def _dual_slot(bao: Any, demo: Any, args: argparse.Namespace, stack: ExitStack, 
     else:
         settings, loader = _secretsmanager_store(demo, ttl, stack)
         scenario.label = "rotator dual-slot, Secrets Manager store on moto (NOT the Vault store)"
-    if not retry:
+    settings["ROTATOR_CLIENT_TTL"] = f"{ttl:g}"
+    if retry:
+        # The app recovers from a refused login by itself: no wait for clients to move, no drain.
+        settings["ROTATOR_GRACE_SECONDS"] = "0"
+        settings["ROTATOR_DRAIN_TIMEOUT"] = "0"
+        scenario.label += ", --grace-seconds 0 --drain-timeout 0"
+    else:
         # Clients re-read every TTL seconds: the old slot keeps its password until they all had the time to move.
         settings["ROTATOR_GRACE_SECONDS"] = f"{ttl + 1:g}"
         scenario.label += f", --grace-seconds {ttl + 1:g}"
 
     def rotate() -> None:
-        run = run_rotation(settings)
+        run = run_rotation(settings, timeout=180)
         scenario.exit_codes.append(run.exit_code)
         if run.report.get("duration_ms") is not None:
             scenario.report_ms.append(float(run.report["duration_ms"]))
@@ -368,7 +375,12 @@ def print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None
             f"{'(' + r['scenario'] + ')':<5}{r['attempts']:>9,} {r['failed']:>7,} {per:>13} {r['p50_ms']:>7.2f} "
             f"{r['p99_ms']:>7.2f}  median {r['rotation_ms_median'] / 1000:.2f} s ({walls}){extra}"
         )
-        print(f"    {r['label']}; app: {r['app']}" + (f"; errors: {r['errors']}" if r["errors"] else ""))
+        failed_runs = [code for code in r["exit_codes"] if code != 0]
+        print(
+            f"    {r['label']}; app: {r['app']}"
+            + (f"; errors: {r['errors']}" if r["errors"] else "")
+            + (f"; ROTATION EXIT CODES {r['exit_codes']}" if failed_runs else "")
+        )
 
 
 def main() -> None:
@@ -388,6 +400,8 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="Also print the figures as one JSON line.")
     args = parser.parse_args()
+    # A SIGTERM unwinds like ^C: the OpenBao server, moto and the bench's databases are removed on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.store == "auto":
         import importlib.util
 
