@@ -224,6 +224,7 @@ def fleet_file(path: Path, endpoint: str, slot_arns: list[str], admin_arn: str, 
         f"aws_endpoint_url = {q(endpoint)}",
         'db_tls = "disable"',
         'deploy = "none"',
+        *([f"drain_timeout = {float(DRAIN)}"] if DRAIN is not None else []),
         f"template = {q(str(ROOT / 'templates' / 'db.json.j2'))}",
     ]
     for i, arn in enumerate(slot_arns):
@@ -238,6 +239,7 @@ def fleet_file(path: Path, endpoint: str, slot_arns: list[str], admin_arn: str, 
 
 
 PROFILE: str | None = None  # --py-spy DIR: record each fleet run's samples (collapsed stacks) there
+DRAIN: str | None = None  # --drain-timeout SECONDS for every database (default: the rotator's)
 
 
 def run_fleet(engine: str, path: Path, concurrency: int, moto_pid: int, tmp: Path) -> dict[str, Any]:
@@ -377,10 +379,11 @@ def main() -> None:
     parser.add_argument("--concurrency", default="8,32")
     parser.add_argument("--engines", default="postgres,mysql")
     parser.add_argument("--json", action="store_true", help="Also print the rows as one JSON line.")
+    parser.add_argument("--drain-timeout", metavar="SECONDS", help="drain_timeout of every database (0: no drain).")
     parser.add_argument("--py-spy", metavar="DIR", help="Profile each fleet run with py-spy (collapsed stacks in DIR).")
     args = parser.parse_args()
-    global PROFILE
-    PROFILE = args.py_spy
+    global PROFILE, DRAIN
+    PROFILE, DRAIN = args.py_spy, args.drain_timeout
 
     from rotator import log
 
