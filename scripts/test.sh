@@ -14,10 +14,12 @@ echo "== ruff"
 echo "== mypy"
 "$VENV/bin/mypy"
 # System tools: PHP with mysqli (the consumer matrix, tests/integration/test_consumers.py, reads sqlconf.php with
-# them) and shellcheck (infrastructure lint), from Debian's packages when missing and we may install them.
+# them), shellcheck (infrastructure lint) and PgBouncer (tests/integration/test_pgbouncer.py starts its own, on a
+# free port; the package's service is not used), from Debian's packages when missing and we may install them.
 missing=()
 command -v php >/dev/null 2>&1 || missing+=(php-cli php-mysql)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "== apt-get install ${missing[*]}"
   apt-get update -qq

@@ -58,7 +58,12 @@ _AUTH_REFUSED = re.compile(
     r"|pg_hba\.conf rejects connection"  # 28000
     r"|FATAL:\s+role \".*\" does not exist"  # 28000 (only seen with trust/peer auth)
     r"|is not permitted to log in"  # 28000 NOLOGIN role
-    r"|fe_sendauth: no password supplied",
+    r"|fe_sendauth: no password supplied"
+    # PgBouncer answers a refused login with SQLSTATE 08P01 and its own words: a wrong password ("SASL
+    # authentication failed", "password authentication failed"), an unknown user, or its server login with the
+    # client's SCRAM keys refused by PostgreSQL. Not an outage: the credentials are the problem.
+    r"|SASL authentication failed|password authentication failed|no such user"
+    r"|server login (?:has been failing|failed)",
 )
 _NO_DB_ACCESS = re.compile(r"permission denied for database|does not have CONNECT privilege")
 _DB_PRIVILEGES = ("CONNECT", "CREATE", "TEMPORARY")
