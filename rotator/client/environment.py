@@ -12,6 +12,9 @@ Every argument has an environment-variable twin (argument first):
 ``secret_id``               ``ROTATOR_CLIENT_SECRET_ID``, else seed 002's ``DB_SECRETS_MANAGER_KEY_NAME``
                             (a Secrets Manager name or ARN, or an SSM parameter ARN)
 ``parameter``               ``ROTATOR_CLIENT_PARAMETER`` (an SSM parameter name or ARN)
+``vault_path``              ``ROTATOR_CLIENT_VAULT_PATH`` (a KV v2 path; Vault/OpenBao from ``VAULT_ADDR``,
+                            ``VAULT_TOKEN`` or ``VAULT_ROLE_ID``/``VAULT_SECRET_ID``: :class:`VaultSession`)
+``vault_mount``             ``ROTATOR_CLIENT_VAULT_MOUNT`` (the KV v2 mount, ``secret`` by default)
 ``region``                  ``ROTATOR_CLIENT_REGION``, ``AWS_REGION``, then boto3's own default
 ``endpoint_url``            ``ROTATOR_CLIENT_ENDPOINT_URL`` (boto3 also honours ``AWS_ENDPOINT_URL``)
 ``ttl``                     ``ROTATOR_CLIENT_TTL`` (seconds)
@@ -51,6 +54,8 @@ def from_environment(
     environment: str | None = None,
     secret_id: str | None = None,
     parameter: str | None = None,
+    vault_path: str | None = None,
+    vault_mount: str | None = None,
     region: str | None = None,
     endpoint_url: str | None = None,
     allow_env_fallback: bool | None = None,
@@ -63,8 +68,12 @@ def from_environment(
     env = environment_name(environment, environ)
     secret_id = secret_id or environ.get("ROTATOR_CLIENT_SECRET_ID") or environ.get("DB_SECRETS_MANAGER_KEY_NAME")
     parameter = parameter or environ.get("ROTATOR_CLIENT_PARAMETER")
-    if secret_id and parameter:
-        raise ConfigurationError("both a secret and an SSM parameter are configured: keep one")
+    vault_path = vault_path or environ.get("ROTATOR_CLIENT_VAULT_PATH")
+    configured = [
+        n for n, v in (("a secret", secret_id), ("an SSM parameter", parameter), ("a Vault path", vault_path)) if v
+    ]
+    if len(configured) > 1:
+        raise ConfigurationError(f"both {' and '.join(configured)} are configured: keep one")
     if allow_env_fallback is None:
         allow_env_fallback = environ.get("ROTATOR_CLIENT_ALLOW_ENV_FALLBACK", "").strip().lower() in _TRUE
     if "ttl" not in options and environ.get("ROTATOR_CLIENT_TTL"):
@@ -83,24 +92,31 @@ def from_environment(
         options["metrics"] = "emf"
     has_url = bool(environ.get(database_url_var))
 
-    if is_local(env) and (has_url or not (secret_id or parameter)):
+    if is_local(env) and (has_url or not (secret_id or parameter or vault_path)):
         return CredentialLoader(DatabaseUrlSource(database_url_var, environ=environ), **options)
 
-    ref = secret_id or parameter
+    ref = secret_id or parameter or vault_path
     if not ref:
         if allow_env_fallback and has_url:
             return CredentialLoader(DatabaseUrlSource(database_url_var, environ=environ, warn=True), **options)
         raise ConfigurationError(
-            f"ENVIRONMENT={env} needs a secret: set ROTATOR_CLIENT_SECRET_ID (or ROTATOR_CLIENT_PARAMETER); "
+            f"ENVIRONMENT={env} needs a secret: set ROTATOR_CLIENT_SECRET_ID (or ROTATOR_CLIENT_PARAMETER, "
+            "or ROTATOR_CLIENT_VAULT_PATH); "
             f"{database_url_var} is used outside local/development/test only with ROTATOR_CLIENT_ALLOW_ENV_FALLBACK=1"
         )
     if has_url and not allow_env_fallback and not is_local(env):
         log.warning("db_credentials_env_ignored", var=database_url_var, environment=env)
+    fallback = DatabaseUrlSource(database_url_var, environ=environ, warn=True) if allow_env_fallback else None
+    if vault_path:
+        from rotator.client.vault import VaultKvSource, VaultSession
+
+        mount = vault_mount or environ.get("ROTATOR_CLIENT_VAULT_MOUNT") or "secret"
+        vault = VaultKvSource(VaultSession(environ=environ), vault_path, mount=mount)
+        return CredentialLoader(vault, fallback=fallback, **options)
     source = source_for(
         ref,
         kind="ssm" if parameter else None,
         region=region or environ.get("ROTATOR_CLIENT_REGION") or environ.get("AWS_REGION") or None,
         endpoint_url=endpoint_url or environ.get("ROTATOR_CLIENT_ENDPOINT_URL") or None,
     )
-    fallback = DatabaseUrlSource(database_url_var, environ=environ, warn=True) if allow_env_fallback else None
     return CredentialLoader(source, fallback=fallback, **options)

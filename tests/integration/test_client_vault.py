@@ -124,6 +124,19 @@ def test_kv_plain_secret_as_object_as_field_and_with_defaults(openbao: OpenBao, 
         assert whoami(loader) == user
 
 
+def test_kv_from_environment(openbao: OpenBao, db: DbEnv) -> None:
+    from rotator.client import from_environment
+
+    user, password = db.user("envkv"), strong_password()
+    db.create_plain_user(user, password)
+    grant_db(db, user)
+    path = f"{new_name('app')}/db"
+    kv_put(openbao, path, slot_secret(db, "B", {"A": ("nobody", "x"), "B": (user, password)}))
+    environ = {"ENVIRONMENT": "production", "ROTATOR_CLIENT_VAULT_PATH": path, **openbao.env()}
+    loader = from_environment(environ=environ)
+    assert whoami(loader) == user and loader.get().slot == "B"
+
+
 def test_kv_missing_secret_names_the_path_never_a_value(openbao: OpenBao) -> None:
     loader = CredentialLoader.from_vault_kv("no/such/secret", session=VaultSession(openbao.addr, token=openbao.token))
     with pytest.raises(Exception) as info:

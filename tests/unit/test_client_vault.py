@@ -64,3 +64,21 @@ def test_session_approle_and_files_from_environment(tmp_path: Path) -> None:
     assert (session.auth_method, session._token) == ("token", "s.file")
     # An explicit token wins over AppRole in the environment.
     assert VaultSession(token="t", environ=environ).auth_method == "token"
+
+
+def test_from_environment_picks_the_vault_kv_path() -> None:
+    from rotator.client import from_environment
+    from rotator.client.vault import VaultKvSource
+
+    environ = {
+        "ENVIRONMENT": "production",
+        "VAULT_ADDR": "http://v:8200",
+        "VAULT_TOKEN": "s.x",
+        "ROTATOR_CLIENT_VAULT_PATH": "prod/app/db",
+        "ROTATOR_CLIENT_VAULT_MOUNT": "kv",
+    }
+    loader = from_environment(environ=environ)
+    assert isinstance(loader.source, VaultKvSource)
+    assert loader.source.label == "vault:kv/data/prod/app/db"
+    with pytest.raises(ConfigurationError, match="a secret and a Vault path are configured: keep one"):
+        from_environment(environ={**environ, "ROTATOR_CLIENT_SECRET_ID": "prod/db"})
