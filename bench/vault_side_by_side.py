@@ -10,9 +10,11 @@ login refreshes once and retries), against a fresh database on the local Postgre
 (a) **OpenBao static role**: the app reads ``database/static-creds/<role>``; the user's password is rotated in
     place ``--rotations`` times (``bao write -f database/rotate-role/<role>``).
 (b) **rotator dual-slot**: the app reads the slot secret; ``rotator rotate --deploy none`` runs ``--rotations``
-    times as a command. With ``--store vault`` (when this checkout has the Vault KV v2 store) the slot and admin
-    secrets live in the same OpenBao; otherwise (``--store secretsmanager``) in Secrets Manager on a moto server
-    (its own process, like OpenBao), and the table says so.
+    times as a command. With ``--store vault`` (the default, ``auto``, when this checkout has the Vault KV v2
+    store) the slot and admin secrets live in the same OpenBao; with ``--store secretsmanager`` in Secrets
+    Manager on a moto server (its own process, like OpenBao), and the table says so. The retrying app's row
+    runs ``--grace-seconds 0 --drain-timeout 0`` (the app recovers by itself; a drain would wait for a client
+    that only moves once its login is refused).
 
 Both run twice: with the app's retry (a refused login refreshes once; TTL 300 s), rows (a) and (b); and without
 it (``open_connection(loader.get())``, the credentials re-read every ``--ttl`` seconds, as a Vault Agent template
