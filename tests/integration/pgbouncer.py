@@ -78,7 +78,8 @@ def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], log: Pa
 
 
 @contextlib.contextmanager
-def pgbouncer(db: DbEnv, *, pool_mode: str = "session") -> Iterator[Bouncer]:
+def pgbouncer(db: DbEnv, *, pool_mode: str = "session", **settings: str) -> Iterator[Bouncer]:
+    """``settings``: more [pgbouncer] settings (``server_lifetime="1"``...)."""
     binary = pgbouncer_binary()
     auth_user, auth_password = _auth_query_setup(db)
     port = free_port()
@@ -109,6 +110,7 @@ def pgbouncer(db: DbEnv, *, pool_mode: str = "session") -> Iterator[Bouncer]:
                 f"logfile = {log}",
                 f"pidfile = {workdir / 'pgbouncer.pid'}",
                 *([f"user = {run_as}"] if run_as else []),
+                *(f"{key} = {value}" for key, value in settings.items()),
                 "",
             ]
         )
