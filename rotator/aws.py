@@ -42,24 +42,13 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from rotator.errors import BadInput, RotatorError, SecretNotFound, StoreError
 from rotator.log import get_logger, scrub
+from rotator.metrics import THROTTLING_CODES
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 log = get_logger(__name__)
 
-THROTTLING_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "ThrottledException",
-        "SlowDown",
-    }
-)
 # Server-side failures by code, for answers that lack the HTTP status (ECS says ServerException).
 SERVER_ERROR_CODES = frozenset(
     {

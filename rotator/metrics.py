@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 NAMESPACE = "Rotator"
-# AWS's throttling error codes (rotator.aws.THROTTLING_CODES, repeated so that rotator.client needs no boto3 import)
+# AWS's throttling error codes: declared here, where rotator.client (no boto3) and rotator.aws both read them
 THROTTLING_CODES = frozenset(
     {
         "ThrottlingException",
