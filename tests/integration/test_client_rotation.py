@@ -3,7 +3,9 @@
 Threads open connections in a loop (directly, through a pooled SQLAlchemy engine, and on PostgreSQL through a
 psycopg_pool pool) against a real database, while `rotator rotate --deploy none` (the real command, as a
 subprocess) rotates the slot secret in (moto) Secrets Manager twice.
-The cache TTL is 300 s, so recovery has to come from the refresh-on-authentication-failure path.
+The cache TTL is 300 s while the rotator waits only 1 s and does not drain (--drain-timeout 0), so recovery has
+to come from the refresh-on-authentication-failure path. (With its defaults the rotator would wait for the
+clients instead: tests/integration/test_drain.py and test_pgbouncer.py.)
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class SlotDb:
             "ROTATOR_REGION": self.aws.region,
             "ROTATOR_DEPLOY": "none",
             "ROTATOR_GRACE_SECONDS": str(GRACE),
+            "ROTATOR_DRAIN_TIMEOUT": "0",
             "ROTATOR_DB_TLS": "disable",
             "ROTATOR_LOG_JSON": "1",
         }
