@@ -1,11 +1,13 @@
 """The drain: after the flip is proven, wait until the old slot's user is no longer in use, before its password
 changes under whoever still uses it.
 
-"In use" is what the server shows of that user's sessions (PostgreSQL ``pg_stat_activity``, MySQL/MariaDB
-``information_schema.PROCESSLIST``): one that connected, or ran a statement, since the previous look. The first
-look is the reference (the flip, as proven); then a look every ``SAMPLE`` seconds. The old slot is drained once
-``QUIET`` seconds pass with none in use. Sessions left open and idle (a pool's spare connections, a PgBouncer's
-server connections) do not hold the drain: a password change does not end a session, and nobody is using them.
+"In use" means *opening new sessions*: a session of that user the server shows (PostgreSQL ``pg_stat_activity``,
+MySQL/MariaDB ``information_schema.PROCESSLIST``) that was not there at the previous look, or whose start is after
+it. The first look is the reference (the flip, as proven); then a look every ``SAMPLE`` seconds. The old slot is
+drained once ``QUIET`` seconds pass with no new session. Sessions already open, idle or busy (a pool's
+connections, a PgBouncer's server connections), do not hold the drain: a password change does not end a session,
+so they keep working; only a new login with the old password would fail, and that is what the drain watches for.
+(Counting statements on open sessions would hold the drain forever for any app with a long-lived pool.)
 
 At the timeout the old slot is still in use: the run fails (exit 1) and the old slot keeps its password, so
 whoever is on it keeps working; the report names them (client address, application name). Proceeding would
@@ -20,12 +22,11 @@ from dataclasses import dataclass
 
 from rotator.db.base import SessionInfo, UserSessions
 
-QUIET = 1.0  # seconds without a session in use that count as drained
+QUIET = 1.0  # seconds without a new session of the user that count as drained
 # Seconds between looks: the server lists only open sessions, so a session that opens and closes between two
 # looks is not seen; frequent looks (each a read of a few rows) see a consumer that connects often (a pool, a
 # PgBouncer, an app serving requests) within the quiet second; one that connects rarely and briefly may be
-# missed. MySQL's process list counts idle time in whole seconds: there a session idle for less than a second
-# counts as in use (the drain waits a little longer).
+# missed.
 SAMPLE = 0.02
 
 
@@ -49,10 +50,8 @@ class DrainResult:
         return ", ".join(parts)
 
 
-def _used_since(s: SessionInfo, since: float, known: set[int]) -> bool:
-    if s.id not in known:
-        return True
-    return any(t is not None and t >= since for t in (s.started, s.last_active))
+def _opened_since(s: SessionInfo, since: float, known: set[int]) -> bool:
+    return s.id not in known or (s.started is not None and s.started >= since)
 
 
 def wait_for_drain(
@@ -75,7 +74,7 @@ def wait_for_drain(
         sleep(sample)
         look = read()
         now = clock()
-        busy = [s for s in look.sessions if _used_since(s, since, known)]
+        busy = [s for s in look.sessions if _opened_since(s, since, known)]
         known |= {s.id for s in look.sessions}
         hidden = hidden or any(s.last_active is None for s in look.sessions)
         seen.update((s.id, s) for s in busy)
