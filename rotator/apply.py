@@ -376,7 +376,7 @@ def _live_login(p: Ports, creds: Credentials) -> LoginResult:
 @handles(DrainSlot)
 def _drain_slot(step: DrainSlot, p: Ports, s: State) -> None:
     user = s.secret.slot(step.on).username
-    result = drain.wait_for_drain(lambda: p.session.sessions_of(user), step.timeout)
+    result = drain.wait_for_drain(lambda: p.session.sessions_of(user), step.timeout, quiet=step.quiet)
     if result.hidden:
         s.findings.append(
             f"the admin may not see when slot {step.on}'s sessions are active (PostgreSQL: grant it "

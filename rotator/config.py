@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rotator import age, health, notify, parsing, templates_builtin
+from rotator import age, drain, health, notify, parsing, templates_builtin
 from rotator.client.cache import DEFAULT_TTL, longest_cache_age
 from rotator.db.base import TLS_MODES, TlsConfig, TlsMode
 from rotator.errors import BadInput
@@ -236,6 +236,16 @@ class Settings:
             "sessions; still in use then: the run fails and the old slot keeps its password. 0: no wait.",
         ),
     )
+    drain_quiet: float = field(
+        default=drain.QUIET,
+        metadata=_spec(
+            parse=parsing.seconds(positive=True, example=1),
+            show=lambda s: f"{s:g}",
+            metavar="SECONDS",
+            help="The old slot counts as drained after this long without a new session of its user; raise it "
+            "for consumers that connect rarely (a cron job every minute: above 60). At most --drain-timeout.",
+        ),
+    )
     health_url: str | None = field(
         default=None,
         metadata=_spec(
@@ -368,6 +378,11 @@ class Settings:
             raise BadInput(
                 f"--deploy {self.deploy} needs --template and --config-path to render the app's config, "
                 "or --live-secret for an app that reads its credentials from a secret"
+            )
+        if 0 < self.drain_timeout < self.drain_quiet:
+            raise BadInput(
+                f"--drain-quiet {self.drain_quiet:g} is longer than --drain-timeout {self.drain_timeout:g}: the "
+                "drain could never finish; raise --drain-timeout or lower --drain-quiet"
             )
         if self.fix_permissions and self.config_path is None:
             raise BadInput("--fix-permissions needs --config-path (and --template): the file to fix")

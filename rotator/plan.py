@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from rotator import age
+from rotator.drain import QUIET
 from rotator.secrets import SLOTS, AdminSecret, Slot, SlotSecret, other
 from rotator.steps import (
     CreateUser,
@@ -131,6 +132,7 @@ class Options:
     live_secret: bool = False  # a live secret is configured (a target of the flip, like the config)
     rotate_after_s: float | None = None  # flip (and rotate the admin) only when that old; None: every run
     drain_timeout: float = 0.0  # > 0: wait for the old slot to drain before its password changes
+    drain_quiet: float = QUIET  # seconds without a new session of the old slot's user that count as drained
 
 
 @dataclass(frozen=True)
@@ -619,6 +621,7 @@ def plan(w: World, opt: Options) -> Plan:
                 f"wait until slot {flip.rollback_to} is no longer used to open sessions",
                 on=flip.rollback_to,
                 timeout=opt.drain_timeout,
+                quiet=opt.drain_quiet,
             )
         )
     steps += _rotate_old_slot(flip.rollback_to, flip.flip_to, f"the app is healthy on slot {flip.flip_to}")

@@ -75,6 +75,7 @@ class Rotation:
             live_secret=s.live_secret is not None,
             rotate_after_s=s.rotate_after,
             drain_timeout=s.drain_timeout,
+            drain_quiet=s.drain_quiet,
         )
 
     def run(self, stop_signal: StopSignal | None = None) -> Report:

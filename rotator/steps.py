@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from rotator.drain import QUIET
 from rotator.secrets import Slot
 
 
@@ -214,9 +215,10 @@ class DrainSlot(SlotStep):
 
     kind = "drain_slot"
     timeout: float = 60.0
+    quiet: float = QUIET
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "timeout_s": self.timeout}
+        return {**super().describe(), "timeout_s": self.timeout, "quiet_s": self.quiet}
 
 
 ALL_KINDS: tuple[type[Step], ...] = (

@@ -680,19 +680,22 @@ class MySQLAdminSession:
         with translate_errors(
             f"reading the sessions of user {username!r}", (pymysql.err.MySQLError,), describe=_message
         ):
-            now = float(self._execute("SELECT UNIX_TIMESTAMP(NOW(6))")[0][0])
+            # One round trip per look: the statement's time (NOW(6) is its start), then the sessions, if any.
             rows = self._execute(
-                "SELECT ID, HOST, COMMAND, TIME FROM information_schema.PROCESSLIST "
-                "WHERE USER = %s AND ID <> CONNECTION_ID() ORDER BY ID",
+                "SELECT UNIX_TIMESTAMP(NOW(6)), p.ID, p.HOST, p.COMMAND, p.TIME FROM (SELECT 1) AS one "
+                "LEFT JOIN information_schema.PROCESSLIST AS p ON p.USER = %s AND p.ID <> CONNECTION_ID() "
+                "ORDER BY p.ID",
                 (username,),
             )
+        now = float(rows[0][0])
         return UserSessions(
             now,
             tuple(
                 SessionInfo(
                     int(pid), str(host or "hidden"), "", None, now - float(idle or 0) if command == "Sleep" else now
                 )
-                for pid, host, command, idle in rows
+                for _, pid, host, command, idle in rows
+                if pid is not None
             ),
         )
 

@@ -242,13 +242,16 @@ def _setting_value(name: str, value: str) -> sql.Composable:
 
 GrantItem = Callable[..., sql.Composed]  # called with target=Identifier: the statement that gives it this right
 
+# One round trip per look (the drain looks 50 times a second): the server's time, then the user's sessions; the
+# outer join keeps one row (pid NULL) when there are none. The statement's start time errs towards "new": a
+# session that starts while the statement runs is seen now and again as started after it at the next look.
 _SESSIONS_QUERY: LiteralString = (
-    "SELECT pid, host(client_addr), client_port, coalesce(application_name, ''),"
-    " extract(epoch FROM backend_start)::float8,"
-    " extract(epoch FROM CASE WHEN state = 'active' THEN clock_timestamp()"
-    " ELSE greatest(query_start, state_change) END)::float8"
-    " FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-    " ORDER BY pid"
+    "SELECT extract(epoch FROM statement_timestamp())::float8, a.pid, host(a.client_addr), a.client_port,"
+    " coalesce(a.application_name, ''), extract(epoch FROM a.backend_start)::float8,"
+    " extract(epoch FROM CASE WHEN a.state = 'active' THEN clock_timestamp()"
+    " ELSE greatest(a.query_start, a.state_change) END)::float8"
+    " FROM (SELECT 1) AS one LEFT JOIN pg_stat_activity AS a ON a.usename = %s AND a.pid <> pg_backend_pid()"
+    " AND a.backend_type = 'client backend' ORDER BY a.pid"
 )
 
 
@@ -661,9 +664,8 @@ class PostgresAdminSession:
     def sessions_of(self, username: str) -> UserSessions:
         # Without pg_read_all_stats (or the role's privileges) the server hides a session's address and times.
         with translate_errors(f"reading the sessions of role {username!r}", (psycopg.Error,)):
-            now = float(self._one("SELECT extract(epoch FROM clock_timestamp())::float8"))
             rows = self._conn.execute(_SESSIONS_QUERY, (username,)).fetchall()
-        return UserSessions(now, tuple(_pg_session(*row) for row in rows))
+        return UserSessions(float(rows[0][0]), tuple(_pg_session(*row[1:]) for row in rows if row[1] is not None))
 
     def try_lock(self, name: str) -> bool:
         with translate_errors("taking the advisory lock", (psycopg.Error,)):

@@ -42,9 +42,9 @@ def _env(db: DbEnv, aws: AwsEnv, tmp: Path) -> RotationEnv:
 
 
 @contextmanager
-def straggler(db: DbEnv, user: str, password: str) -> Iterator[list[str]]:
-    """A consumer nobody moved: every 0.1 s it opens a session with these credentials and serves a 50 ms request
-    on it. Yields its failures."""
+def straggler(db: DbEnv, user: str, password: str, period: float = 0.1) -> Iterator[list[str]]:
+    """A consumer nobody moved: every ``period`` seconds it opens a session with these credentials and serves a
+    50 ms request on it. Yields its failures."""
     failures: list[str] = []
     stop = threading.Event()
 
@@ -69,7 +69,7 @@ def straggler(db: DbEnv, user: str, password: str) -> Iterator[list[str]]:
                 connect_once()
             except Exception as exc:
                 failures.append(f"{type(exc).__name__}: {exc}")
-            time.sleep(0.1)
+            stop.wait(period)
 
     worker = threading.Thread(target=loop, daemon=True)
     worker.start()
@@ -108,6 +108,38 @@ def test_a_consumer_left_on_the_old_slot_holds_its_password_and_is_named(
     env.assert_consistent()
     assert env.secret() is not None and env.secret()["active_slot"] == "A"  # type: ignore[index]
     assert_no_secret_in(env, held, done)
+
+
+def test_a_consumer_that_connects_rarely_is_seen_with_a_longer_quiet_window(
+    db: DbEnv, aws: AwsEnv, tmp_path: Path
+) -> None:
+    """Every 1.5 s is too rarely for the default quiet second (the drain can pass between two of its logins): a
+    consumer like that needs --drain-quiet above its period, and then it holds the old password as one that
+    connects every 0.1 s does with the default."""
+    env = _env(db, aws, tmp_path)
+    cur = env.secret()
+    assert cur is not None and cur["active_slot"] == "B"
+    old = cur["B"]
+    with straggler(db, old["username"], old["password"], period=1.5) as failures:
+        time.sleep(0.3)
+        held = env.rotate(ROTATOR_DRAIN_TIMEOUT="5", ROTATOR_DRAIN_QUIET="2.5")
+        assert held.exit_code == 1, (held.stderr[-2000:], failures[:3])
+        assert held.report["outcome"] == "StillInUse"
+        drain = next(s for s in held.report["steps"] if s["step"] == "drain_slot")
+        assert (drain["outcome"], drain["timeout_s"], drain["quiet_s"]) == ("failed", 5, 2.5)
+        assert db.login_works(old["username"], old["password"]), "the old slot's password changed"
+    assert failures == [], failures[:3]
+
+
+def test_a_quiet_window_longer_than_the_timeout_is_refused_before_anything(
+    db: DbEnv, aws: AwsEnv, tmp_path: Path
+) -> None:
+    env = _env(db, aws, tmp_path)
+    before = env.state()  # secret versions and labels, password hashes, the config file's bytes and mode
+    refused = env.rotate(ROTATOR_DRAIN_TIMEOUT="2", ROTATOR_DRAIN_QUIET="3")
+    assert refused.exit_code == 2
+    assert "--drain-quiet 3 is longer than --drain-timeout 2" in refused.stderr
+    assert env.state() == before
 
 
 def test_a_stop_signal_ends_the_drain_and_changes_nothing_more(db: DbEnv, aws: AwsEnv, tmp_path: Path) -> None:

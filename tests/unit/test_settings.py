@@ -135,6 +135,14 @@ def test_keyword_construction_is_checked_like_a_flag(kwargs: dict[str, Any], nam
         Settings(**BASE, **kwargs)
 
 
+def test_a_drain_that_could_never_finish_is_refused() -> None:
+    with pytest.raises(BadInput, match=r"--drain-quiet 5 is longer than --drain-timeout 3: .* raise --drain-timeout"):
+        settings_from_mapping({**BASE, "drain_timeout": 3, "drain_quiet": 5})
+    assert settings_from_mapping({**BASE, "drain_timeout": 0, "drain_quiet": 5}).drain_quiet == 5  # no drain
+    with pytest.raises(BadInput, match="drain_quiet"):
+        settings_from_mapping({**BASE, "drain_quiet": 0})
+
+
 def test_keyword_construction_keeps_working_and_normalizes() -> None:
     s = Settings(slot_secret="s", admin_secret="a", engine="MariaDB", file_mode=0o600, db_tls="disable")
     assert (s.engine, s.file_mode, s.db_tls, s.tls.mode) == ("mysql", 0o600, "disable", "disable")
