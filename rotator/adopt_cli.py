@@ -6,16 +6,18 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rotator import log
-from rotator.adopt import Adoption, AdoptReport, AdoptSettings, AfterStatement
 from rotator.cli import setting_option
 from rotator.config import LOG_JSON, settings_from_options
 from rotator.errors import BadInput, RotatorError
 from rotator.secrets import Credentials
+
+if TYPE_CHECKING:  # the adoption itself is imported when `adopt` runs
+    from rotator.adopt import AdoptReport, AdoptSettings, AfterStatement
 
 PASSWORD_ENV = "ROTATOR_EXISTING_PASSWORD"  # noqa: S105  (a variable name, not a password)
 F = Callable[..., Any]
@@ -64,6 +66,7 @@ def build(kw: dict[str, Any]) -> tuple[AdoptSettings, Any]:
     existing = _existing_from_flags(kw)
     if bool(existing) == bool(kw["existing_secret"]):
         raise BadInput("name the existing user once: --existing-secret, or the --existing-* flags")
+    from rotator.adopt import AdoptSettings
     from rotator.store.factory import open_store
 
     store = open_store(settings.store, region=settings.region, endpoint_url=settings.aws_endpoint_url)
@@ -138,6 +141,8 @@ def run(kw: dict[str, Any], *, after_statement: AfterStatement | None = None) ->
     context = click.get_current_context(silent=True)
     if after_statement is None and context is not None:
         after_statement = (context.find_root().obj or {}).get("after_statement")
+    from rotator.adopt import Adoption
+
     report: AdoptReport = Adoption(settings, store, after_statement=after_statement).run()
     if report.exit_code:
         log.get_logger("rotator").error(

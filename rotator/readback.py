@@ -20,15 +20,15 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
-
-import jinja2
-import jinja2.meta
 
 from rotator.atomic import read_regular
 from rotator.errors import BadInput
 from rotator.template import FILTERS, FIX_TEMPLATE, Filter, docker_env, dotenv_inner, load, php_sq, shell_inner, url
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,20 @@ def _marker(name: str) -> str:
     return f"\x00rt:{name}\x00"
 
 
-class _MarkerUndefined(jinja2.Undefined):
-    """A variable the probe did not know of in advance (one used only in an included template)."""
+@functools.cache
+def _marker_undefined() -> type[jinja2.Undefined]:
+    """The class of a variable the probe did not know of in advance (one used only in an included template).
+    Made on first use: jinja2 is imported only when a template is read."""
+    import jinja2
 
-    def __str__(self) -> str:
-        return _marker(self._undefined_name or "undefined")
+    class MarkerUndefined(jinja2.Undefined):
+        def __str__(self) -> str:
+            return _marker(self._undefined_name or "undefined")
 
-    def __bool__(self) -> bool:
-        return True  # like the markers given for known variables: non-empty strings
+        def __bool__(self) -> bool:
+            return True  # like the markers given for known variables: non-empty strings
+
+    return MarkerUndefined
 
 
 # Regex of what each filter can produce (the outermost filter decides what a capture group may match).
@@ -168,8 +174,10 @@ class _Probe:
     """A template's shape: a regex over the rendered file, and how to decode each captured value."""
 
     def __init__(self, template_path: str | os.PathLike[str]) -> None:
+        import jinja2.meta
+
         path = Path(template_path)
-        template = load(path, undefined=_MarkerUndefined, filters=_PROBE_FILTERS)
+        template = load(path, undefined=_marker_undefined(), filters=_PROBE_FILTERS)
         environment = template.environment
         try:
             source = path.read_text(encoding="utf-8")

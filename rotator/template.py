@@ -14,10 +14,8 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import jinja2
 
 from rotator.errors import BadInput
 from rotator.secrets import Credentials
@@ -27,6 +25,11 @@ FIX_TEMPLATE = "fix the template (--template, ROTATOR_TEMPLATE)"
 CHANGE_VALUE = "pick a template of another format (--template) or a value without it"
 
 Filter = Callable[[Any], str]
+
+if TYPE_CHECKING:  # jinja2 is imported when a template is first loaded: a run without one never needs it
+    import jinja2
+
+    _EnvironmentKey = tuple[str, type[jinja2.Undefined], tuple[tuple[str, Filter], ...]]
 
 # ---------------------------------------------------------------- filters
 
@@ -104,7 +107,6 @@ FILTERS: dict[str, Filter] = {
 # ---------------------------------------------------------------- environment
 
 
-_EnvironmentKey = tuple[str, type[jinja2.Undefined], tuple[tuple[str, Filter], ...]]
 _environments: dict[_EnvironmentKey, jinja2.Environment] = {}
 
 
@@ -112,6 +114,8 @@ def _environment(key: _EnvironmentKey) -> jinja2.Environment:
     """One environment per template directory and kind (jinja2 reloads a template whose file changed)."""
     environment = _environments.get(key)
     if environment is None:
+        import jinja2
+
         directory, undefined, filters = key
         # Config files, not HTML: every value is escaped for its format by an explicit filter.
         environment = jinja2.Environment(
@@ -128,13 +132,17 @@ def _environment(key: _EnvironmentKey) -> jinja2.Environment:
 def load(
     template_path: str | os.PathLike[str],
     *,
-    undefined: type[jinja2.Undefined] = jinja2.StrictUndefined,
+    undefined: type[jinja2.Undefined] | None = None,
     filters: Mapping[str, Filter] = FILTERS,
 ) -> jinja2.Template:
-    """The compiled template; BadInput when it is missing or does not compile."""
+    """The compiled template; BadInput when it is missing or does not compile. ``undefined``: by default
+    ``jinja2.StrictUndefined`` (an unknown variable is an error)."""
+    import jinja2
+
     path = Path(template_path).absolute()
+    key = (str(path.parent), undefined or jinja2.StrictUndefined, tuple(filters.items()))
     try:
-        return _environment((str(path.parent), undefined, tuple(filters.items()))).get_template(path.name)
+        return _environment(key).get_template(path.name)
     except jinja2.TemplateNotFound:
         raise BadInput(f"template {template_path} does not exist: check --template (ROTATOR_TEMPLATE)") from None
     except jinja2.TemplateError as exc:
@@ -174,6 +182,8 @@ def render(
     extra: Mapping[str, Any] | None = None,
 ) -> bytes:
     """The app's config for ``creds`` (slot ``slot``), UTF-8. Raises BadInput for a broken template."""
+    import jinja2
+
     template = load(template_path)
     context = context_for(creds, slot, extra)
     try:
