@@ -51,9 +51,36 @@ class StopSignal:
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
+        global _installed
         previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+        outer, _installed = _installed, self
         try:
             yield self
         finally:
+            _installed = outer
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+_installed: StopSignal | None = None  # the one whose handler is in place (main thread)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """A block inside a long wait that a stop signal must not cut in two: starting a child process (cut inside
+    ``subprocess.Popen``, the child runs on and nobody holds its pid to stop it). A signal that arrives inside
+    is raised at the end of the block instead, once the caller holds what it must clean up."""
+    stop = _installed
+    if stop is None or not stop._interruptible or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stop._interruptible = False
+    try:
+        yield
+    except BaseException:
+        stop._interruptible = True
+        raise
+    stop._interruptible = True
+    if stop.requested:
+        stop._interruptible = False
+        raise Interrupted(f"stopped by {stop.requested}")

@@ -20,6 +20,7 @@ from typing import IO, Any
 from rotator.deploy.base import DeploymentState
 from rotator.errors import BadInput, DeployError
 from rotator.log import all_secrets, get_logger
+from rotator.signals import Interrupted, held
 
 # Variables of the rotator's own environment that may hold a secret and are not passed on.
 _SENSITIVE_NAME = re.compile(r"PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL", re.IGNORECASE)
@@ -74,20 +75,16 @@ class CommandDeployer:
         self._log.info("deploy_start", deployer=self.name, reason=reason, slot=slot)
         started = time.monotonic()
         try:
-            proc = subprocess.Popen(  # noqa: S602 - the operator's own configured command, run as written
-                self.command,
-                shell=True,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=self.environment(reason, slot),
-                cwd=self.cwd,
-                start_new_session=True,  # its own process group, so a timeout can stop all of it
-            )
+            with held():  # a stop signal inside Popen would leave the command running, its pid unknown
+                proc = self._start(reason, slot)
         except OSError as exc:
             raise DeployError(
                 f"the deploy command could not be started: {exc.strerror}: check --deploy-command"
             ) from None
+        except Interrupted:  # it started; the signal held during the start arrives now
+            self._stop(proc)
+            self._log.warning("deploy_stopped", deployer=self.name, detail="its process group was stopped")
+            raise
         assert proc.stdout is not None
         reader = threading.Thread(target=self._stream, args=(proc.stdout,), daemon=True)
         reader.start()
@@ -114,6 +111,18 @@ class CommandDeployer:
             )
             raise DeployError(f"the deploy command {how}: see its output in the log above")
         self._log.info("deploy_done", deployer=self.name, outcome="ok", exit_code=0, duration_ms=duration_ms)
+
+    def _start(self, reason: str, slot: str | None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(  # noqa: S602 - the operator's own configured command, run as written
+            self.command,
+            shell=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self.environment(reason, slot),
+            cwd=self.cwd,
+            start_new_session=True,  # its own process group, so a timeout can stop all of it
+        )
 
     def _stream(self, stream: IO[bytes]) -> None:
         with stream:

@@ -55,6 +55,10 @@ class RotationEnv:
     template: Path = TEMPLATE
     seen_passwords: set[str] = field(default_factory=set)
     store: StoreDriver = field(default=None)  # type: ignore[assignment]  # set by make_env
+    # The drain_slot step stays in every plan (and in every crash test's list of steps), but watches 0.1 s, not
+    # the default second: nothing uses the old slot here, and a second per rotation was most of the suite's time.
+    # tests/integration/test_drain.py watches with the default against real consumers.
+    drain_quiet: str = "0.1"
 
     def __post_init__(self) -> None:
         if self.store is None:
@@ -79,6 +83,7 @@ class RotationEnv:
             "ROTATOR_LOG_JSON": "1",
             "ROTATOR_HEALTH_ATTEMPTS": "2",
             "ROTATOR_HEALTH_INTERVAL": "0.2",
+            "ROTATOR_DRAIN_QUIET": self.drain_quiet,
         }
         env.update(extra)
         return env

@@ -25,6 +25,7 @@ import psycopg.sql
 import pymysql
 import pytest
 
+from rotator.drain import QUIET
 from tests.harness import AwsEnv, DbEnv, PgServer
 from tests.integration.rotation_env import ROOT, RotationEnv, make_env
 from tests.integration.test_rotate import assert_no_secret_in
@@ -37,6 +38,7 @@ def _env(db: DbEnv, aws: AwsEnv, tmp: Path) -> RotationEnv:
         with db.server.connect() as conn:
             conn.execute(psycopg.sql.SQL("GRANT pg_read_all_stats TO {}").format(psycopg.sql.Identifier(db.admin_user)))
     env = make_env(db, aws, tmp)
+    env.drain_quiet = f"{QUIET:g}"  # the product's default window: these tests are about it
     assert env.rotate().exit_code == 0  # A -> B: the next run leaves slot B
     return env
 

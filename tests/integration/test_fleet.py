@@ -56,7 +56,13 @@ def _toml(value: Any) -> str:
 
 def fleet_file(path: Path, envs: dict[str, RotationEnv], **defaults: Any) -> Path:
     aws = next(iter(envs.values())).aws
-    base = {"region": aws.region, "aws_endpoint_url": aws.endpoint_url, "db_tls": "disable", "deploy": "none"}
+    base = {
+        "region": aws.region,
+        "aws_endpoint_url": aws.endpoint_url,
+        "db_tls": "disable",
+        "deploy": "none",
+        "drain_quiet": float(next(iter(envs.values())).drain_quiet),  # as rotation_env.RotationEnv says why
+    }
     lines = ["[defaults]", *(f"{k} = {_toml(v)}" for k, v in {**base, **defaults}.items())]
     for name, env in envs.items():
         lines += [

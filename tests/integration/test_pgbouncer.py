@@ -151,7 +151,13 @@ def rotate(slots: SlotDb, db: DbEnv) -> dict[str, Any]:
         "ROTATOR_CLIENT_TTL": str(TTL),
         "ROTATOR_LOG_JSON": "1",
     }
-    for name in ("ROTATOR_GRACE_SECONDS", "ROTATOR_DRAIN_TIMEOUT", "ROTATOR_TEMPLATE", "ROTATOR_CONFIG_PATH"):
+    for name in (
+        "ROTATOR_GRACE_SECONDS",
+        "ROTATOR_DRAIN_TIMEOUT",
+        "ROTATOR_DRAIN_QUIET",
+        "ROTATOR_TEMPLATE",
+        "ROTATOR_CONFIG_PATH",
+    ):
         env.pop(name, None)
     proc = subprocess.run(
         [sys.executable, "-m", "rotator.cli", "rotate"], env=env, capture_output=True, text=True, timeout=120
