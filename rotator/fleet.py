@@ -151,18 +151,28 @@ def load_file(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     return defaults, tables
 
 
-def _group_key(settings: Settings, secret: str) -> tuple[str, str | None, str | None, str]:
-    return settings.store, settings.region, settings.aws_endpoint_url, secret
+Identify = Callable[[Settings, str], str]
+"""A secret's one identity in its store (a Secrets Manager name, partial or full ARN: the full ARN), so that
+two databases naming one secret differently are known to share it."""
 
 
-def arrange(members: list[Member]) -> list[Member]:
+def as_written(_settings: Settings, secret: str) -> str:
+    return secret
+
+
+def _group_key(settings: Settings, secret: str, identify: Identify) -> tuple[str, str | None, str | None, str]:
+    return settings.store, settings.region, settings.aws_endpoint_url, identify(settings, secret)
+
+
+def arrange(members: list[Member], identify: Identify = as_written) -> list[Member]:
     """Refuse a slot secret named twice (two runs would fight over one lock); give each shared admin secret
-    one rotation per run, by the group's last member, ordered after the rest of its group (module docstring)."""
+    one rotation per run, by the group's last member, ordered after the rest of its group (module docstring).
+    Names are compared by ``identify``: the same secret by name in one table and by ARN in another is one."""
     seen: dict[tuple[Any, ...], str] = {}
     for m in members:
         if m.settings is None:
             continue
-        key = _group_key(m.settings, m.settings.slot_secret)
+        key = _group_key(m.settings, m.settings.slot_secret, identify)
         if key in seen:
             raise BadInput(
                 f"databases {seen[key]!r} and {m.name!r} name the same slot secret {m.settings.slot_secret}: "
@@ -172,7 +182,7 @@ def arrange(members: list[Member]) -> list[Member]:
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, m in enumerate(members):
         if m.settings is not None:
-            groups.setdefault(_group_key(m.settings, m.settings.admin_secret), []).append(i)
+            groups.setdefault(_group_key(m.settings, m.settings.admin_secret, identify), []).append(i)
     out = list(members)
     for indexes in groups.values():
         rotating = [i for i in indexes if not _settings(members[i]).skip_admin]
@@ -276,10 +286,18 @@ RunOne = Callable[[Settings, StopSignal], Report]
 
 
 class Fleet:
-    def __init__(self, members: list[Member], run_one: RunOne, *, concurrency: int, dry_run: bool) -> None:
+    def __init__(
+        self,
+        members: list[Member],
+        run_one: RunOne,
+        *,
+        concurrency: int,
+        dry_run: bool,
+        identify: Identify = as_written,
+    ) -> None:
         if concurrency < 1:
             raise BadInput(f"--concurrency {concurrency}: give 1 or more")
-        self.members = arrange(members)
+        self.members = arrange(members, identify)
         self.run_one = run_one
         self.concurrency = concurrency
         self.dry_run = dry_run
@@ -351,6 +369,32 @@ class Fleet:
             elapsed = (time.monotonic() - started) * 1000
             log.info("fleet_member_done", duration_ms=round(elapsed, 1))
             structlog.contextvars.unbind_contextvars("database")
+
+
+def secret_identity() -> Identify:
+    """:data:`Identify` against the stores: a Secrets Manager secret's ARN from DescribeSecret (once per name);
+    any other store's id as written (an SSM parameter, a Vault path and a file have one spelling each). A secret
+    that cannot be described keeps its name: its database fails on its own when it runs."""
+    from rotator.aws import AwsClients
+
+    clients: dict[tuple[str | None, str | None], AwsClients] = {}
+    known: dict[tuple[str | None, str | None, str], str] = {}
+
+    def identify(settings: Settings, secret: str) -> str:
+        if settings.store != "secretsmanager":
+            return secret
+        key = (settings.region, settings.aws_endpoint_url, secret)
+        if key not in known:
+            where = key[:2]
+            aws = clients.get(where) or clients.setdefault(where, AwsClients(region=where[0], endpoint_url=where[1]))
+            try:
+                described = aws.call("secretsmanager", "DescribeSecret", what="the secret", SecretId=secret)
+                known[key] = str(described["ARN"])
+            except RotatorError:
+                known[key] = secret
+        return known[key]
+
+    return identify
 
 
 def rotation_runner(*, after_step: Any = None, mode: str = "rotate") -> RunOne:

@@ -196,6 +196,7 @@ def _run(kw: dict[str, Any], *, dry_run: bool, mode: str = "rotate") -> int:
             fl.rotation_runner(after_step=after_step, mode=mode),
             concurrency=kw["concurrency"],
             dry_run=dry_run,
+            identify=fl.secret_identity(),
         )
         notifier = _notifier(members) if mode == "rotate" and not dry_run else None
     except RotatorError as exc:

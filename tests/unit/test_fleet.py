@@ -85,6 +85,20 @@ def test_one_slot_secret_twice_is_refused() -> None:
         fleet.arrange([_m("a", "s1"), _m("b", "s1", "other")])
 
 
+def _by_arn(_settings: Settings, secret: str) -> str:
+    """A store where ``x`` and ``arn:x`` are one secret."""
+    return secret.removeprefix("arn:")
+
+
+def test_secrets_are_compared_by_their_identity_not_their_spelling() -> None:
+    a, b = fleet.arrange([_m("a", "s1", "admin"), _m("b", "s2", "arn:admin")], _by_arn)
+    assert a.settings is not None and a.settings.skip_admin
+    assert b.settings is not None and not b.settings.skip_admin and b.after == ("a",)
+    with pytest.raises(BadInput, match="same slot secret"):
+        fleet.arrange([_m("a", "s1"), _m("b", "arn:s1", "other")], _by_arn)
+    assert fleet.arrange([_m("a", "s1"), _m("b", "arn:s1", "other")])  # as written: two secrets
+
+
 def _report(code: int = 0, outcome: str = "ok") -> Report:
     report = Report(dry_run=False, outcome=outcome, exit_code=code)
     report.slots_before, report.slots_after = {"active": "A"}, {"active": "B"}
