@@ -6,12 +6,17 @@ For each engine (PostgreSQL at ROTATOR_TEST_POSTGRES_DSN, MariaDB/MySQL at ROTAT
 local servers) a fresh database, admin and two slot users are made (as `rotator demo` makes them) with both
 secrets on a moto server in this process. Then:
 
-* ``--runs`` rotations with ``--deploy none``, in this process (``build_rotation(Settings).run()``), after two
-  warm-ups, in two modes: "client" (no config file: apps read the secret themselves) and "file" (the config is
-  rendered from templates/app.env.j2): the report's ``duration_ms`` and per-step ``duration_ms``; "observe" is
-  the rest (reading both secrets, the login checks, the lock); the Secrets Manager calls, by operation;
-* ``--command-runs`` rotations as the command a scheduler runs (``python -m rotator.cli rotate``): wall time
-  including interpreter start and imports, and peak RSS (the child's own VmHWM, read at its exit; Linux).
+* ``--runs`` rotations with ``--deploy none`` and the drain off (``--drain-timeout 0``: the drain waits at
+  least one quiet second by design, and the AWS lambda we compare with has none), in this process
+  (``build_rotation(Settings).run()``), after two warm-ups, in two modes: "client" (no config file: apps read the
+  secret themselves) and "file" (the config is rendered from templates/app.env.j2): the report's ``duration_ms``
+  and per-step ``duration_ms``; "observe" is the rest (reading both secrets, the login checks, the lock); the
+  Secrets Manager calls, by operation;
+* ``--command-runs`` rotations as the command a scheduler runs (``python -m rotator.cli rotate``, loader mode,
+  drain off): wall time including interpreter start and imports, and peak RSS (the child's own VmHWM, read at its
+  exit; Linux).
+
+The load average is printed before and after: the figures are only comparable at a similar load.
 
 Everything made is dropped at the end. PostgreSQL must refuse wrong passwords: the test harness's
 scram-sha-256 set-up is applied to the server first (as the tests do).
@@ -169,6 +174,7 @@ def bench_engine(engine: str, runs: int, command_runs: int) -> dict[str, Any]:
             "aws_endpoint_url": moto.endpoint_url,
             "db_tls": "disable",
             "deploy": "none",
+            "drain_timeout": 0,  # see the module docstring
         }
         config_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rotator-bench-")))
         template = ROOT / "templates" / "app.env.j2"
@@ -188,6 +194,7 @@ def bench_engine(engine: str, runs: int, command_runs: int) -> dict[str, Any]:
                 "ROTATOR_DB_TLS": "disable",
                 "ROTATOR_DEPLOY": "none",
                 "ROTATOR_GRACE_SECONDS": "0",
+                "ROTATOR_DRAIN_TIMEOUT": "0",
                 "ROTATOR_LOG_JSON": "1",
             }
         )
@@ -211,7 +218,10 @@ def bench_engine(engine: str, runs: int, command_runs: int) -> dict[str, Any]:
 
 
 def print_engine(r: dict[str, Any]) -> None:
-    print(f"\n{r['server']} ({r['engine']}): medians over {r['runs']} rotations per mode, --deploy none")
+    print(
+        f"\n{r['server']} ({r['engine']}): medians over {r['runs']} rotations per mode, --deploy none, "
+        "--drain-timeout 0"
+    )
     for mode, m in r["modes"].items():
         lo, hi = m["rotation_ms_min_max"]
         print(f"  mode {mode}: {MODES[mode]}")
@@ -252,15 +262,41 @@ def main() -> None:
 
     log.configure(json=True, level="critical", stream=open(os.devnull, "w"))
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    load_before = _load()
     print(
         f"rotation benchmark: python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        "Secrets Manager on a moto server in this process"
+        f"Secrets Manager on a moto server in this process; load average {load_before}"
     )
     results = [bench_engine(engine, args.runs, args.command_runs) for engine in engines]
     for r in results:
         print_engine(r)
+    load_after = _load()
+    print(f"\nload average: {load_before} before, {load_after} after (1, 5, 15 min)")
+    print_targets(results)
     if args.json:
-        print(json.dumps({"event": "rotation_bench", "results": results}))
+        print(json.dumps({"event": "rotation_bench", "load": [load_before, load_after], "results": results}))
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def print_targets(results: list[dict[str, Any]]) -> None:
+    """Issue 15's targets, one line each: in process per engine and mode, and as a command."""
+    print("targets (issue 15):")
+    for r in results:
+        target = TARGET_MS[r["engine"]]
+        for mode, m in r["modes"].items():
+            ms = m["rotation_ms"]
+            print(
+                f"  {r['engine']:<8} in process, mode {mode:<6} <= {target:.0f} ms: "
+                f"{'met' if ms <= target else 'NOT met'} ({ms:.1f} ms; observe {m['steps_ms']['observe']:.1f} ms)"
+            )
+        ms = r["command_wall_ms"]
+        print(
+            f"  {r['engine']:<8} as a command              <= {TARGET_COMMAND_MS:.0f} ms: "
+            f"{'met' if ms <= TARGET_COMMAND_MS else 'NOT met'} ({ms:.0f} ms)"
+        )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ another run's admin rotation never cries wolf.
 
 from __future__ import annotations
 
+import contextvars
 import socket
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,8 +23,8 @@ from rotator.live import LiveVersions, slot_of
 from rotator.log import get_logger, register_secret
 from rotator.plan import SlotState, Source, World
 from rotator.render import ConfigFile, DeployedConfig
-from rotator.secrets import SLOTS, AdminSecret, Credentials, Slot, SlotSecret, normalize_engine, other
-from rotator.store.base import SecretStore, SecretVersions
+from rotator.secrets import SLOTS, AdminSecret, Credentials, Slot, SlotSecret, normalize_engine
+from rotator.store.base import SecretStore, SecretVersions, read_many
 
 log = get_logger("rotator")
 
@@ -48,8 +50,7 @@ class Secrets:
 
 
 def read_secrets(store: SecretStore, slot_secret: str, admin_secret: str) -> Secrets:
-    slot_v = store.read(slot_secret)
-    admin_v = store.read(admin_secret)
+    slot_v, admin_v = read_many(store, slot_secret, admin_secret)
     current = SlotSecret.parse(slot_v.current.value, "slot secret (AWSCURRENT)")
     pending = _parse_pending(slot_v, lambda t: SlotSecret.parse(t, "slot secret (AWSPENDING)"))
     admin = AdminSecret.parse(admin_v.current.value, "admin secret (AWSCURRENT)")
@@ -218,36 +219,50 @@ def observe(
     if live is not None:
         register_secret(live.current.password)
     dbname = s.slot(s.active_slot).dbname
-    slots: dict[Slot, SlotState] = {}
+    infos = {slot: session.inspect_user(s.slot(slot).username, dbname=dbname) for slot in SLOTS}
+    # Which password logs in as which slot user: each distinct (slot, password) is tried once, all at once (each
+    # login is a connection of its own), while the admin session asks its own questions below.
+    sources: dict[Slot, dict[Source, str]] = {}
     for slot in SLOTS:
+        candidates = {
+            Source.CURRENT: s.slot(slot).password,
+            Source.PENDING: p.slot(slot).password if p else None,
+            Source.CONFIG: deployed.password if deployed and config_slot == slot else None,
+            Source.LIVE: live.current.password if live and live_slot == slot else None,
+        }
+        exists = infos[slot].exists
+        sources[slot] = {src: pw for src, pw in candidates.items() if exists and pw}
+    tries = list(dict.fromkeys((slot, pw) for slot in SLOTS for pw in sources[slot].values()))
+
+    def attempt(slot: Slot, password: str) -> Callable[[], bool]:
         creds = s.slot(slot)
-        info = session.inspect_user(creds.username, dbname=dbname)
-        logins: dict[Source, bool] = {}
-        tried: dict[str, bool] = {}
-        candidates = [
-            (Source.CURRENT, creds.password),
-            (Source.PENDING, p.slot(slot).password if p else None),
-            (Source.CONFIG, deployed.password if deployed and config_slot == slot else None),
-            (Source.LIVE, live.current.password if live and live_slot == slot else None),
-        ]
-        for source, password in candidates:
-            if not info.exists or not password:
-                continue
-            if password not in tried:
-                tried[password] = login(engine, endpoint(creds, tls), creds.username, password).ok
-            logins[source] = tried[password]
-        slots[slot] = SlotState(
+        return lambda: login(engine, endpoint(creds, tls), creds.username, password).ok
+
+    with ThreadPoolExecutor(max_workers=max(1, len(tries)), thread_name_prefix="rotator-login") as pool:
+        pending_logins = [pool.submit(contextvars.copy_context().run, attempt(*t)) for t in tries]
+        both_exist = all(info.exists for info in infos.values())
+        try:
+            grants_missing: dict[Slot, tuple[str, ...]] = {}
+            if both_exist:
+                lacks_a, lacks_b = session.missing_grants_both(s.slot("A").username, s.slot("B").username)
+                grants_missing = {"A": lacks_a, "B": lacks_b}
+            admin_problems = tuple(session.admin_problems(dbname=dbname))
+        except BaseException:
+            for future in pending_logins:
+                future.result()  # a login's failure comes first, as when the logins ran before these questions
+            raise
+    logged_in = dict(zip(tries, (future.result() for future in pending_logins), strict=True))
+    slots: dict[Slot, SlotState] = {
+        slot: SlotState(
             exists=info.exists,
-            logins=logins,
+            logins={src: logged_in[(slot, pw)] for src, pw in sources[slot].items()},
             marked=info.marked,
             privileges=info.privileges,
             owner_member=info.owner_member,
             other_hosts=() if info.exists else info.hosts,
         )
-    grants_missing: dict[Slot, tuple[str, ...]] = {}
-    if all(state.exists for state in slots.values()):
-        for slot in SLOTS:
-            grants_missing[slot] = session.missing_grants(s.slot(other(slot)).username, s.slot(slot).username)
+        for slot, info in infos.items()
+    }
     world = World(
         secret=s,
         pending=p,
@@ -260,7 +275,7 @@ def observe(
         config_present=deployed is not None,
         config_password=deployed.password if deployed else None,
         deployment=deployment,
-        admin_problems=tuple(session.admin_problems(dbname=dbname)),
+        admin_problems=admin_problems,
         health_precheck=_precheck(health_check),
         engine=engine.name,
         live_slot=live_slot,

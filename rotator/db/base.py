@@ -127,6 +127,11 @@ class AdminSession(Protocol):
         objects."""
         ...
 
+    def missing_grants_both(self, a: str, b: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``(missing_grants(b, a), missing_grants(a, b))``: what each of two users lacks of the other's rights,
+        each user's rights read once (observe compares the two slots both ways)."""
+        ...
+
     def grant_statements(self, source: str, target: str) -> list[Statement]:
         """The statements that give ``target`` what :meth:`missing_grants` lists (reads only; never revokes)."""
         ...

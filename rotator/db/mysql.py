@@ -639,6 +639,15 @@ class MySQLAdminSession:
             found = [a for _, atoms in self._atoms_of(source, [self._host]) for a in atoms]
             return tuple(missing_atoms(found, have))
 
+    def missing_grants_both(self, a: str, b: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        validate_mysql_user(a)
+        validate_mysql_user(b)
+        action = f"comparing the grants of users {b!r} and {a!r}"
+        with translate_errors(action, (pymysql.err.MySQLError,), describe=_message):
+            of_a = [atom for _, atoms in self._atoms_of(a, [self._host]) for atom in atoms]
+            of_b = [atom for _, atoms in self._atoms_of(b, [self._host]) for atom in atoms]
+            return tuple(missing_atoms(of_b, set(of_a))), tuple(missing_atoms(of_a, set(of_b)))
+
     def grant_statements(
         self, source: str, target: str, *, source_hosts: Sequence[str] | None = None
     ) -> list[Statement]:

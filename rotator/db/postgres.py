@@ -192,22 +192,22 @@ UNION ALL
 SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, n.nspname, c.relname, NULL, NULL,
        a.privilege_type, a.is_grantable, c.relowner = (SELECT oid FROM r)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
- WHERE a.grantee = (SELECT oid FROM r)
+ WHERE c.relacl IS NOT NULL AND a.grantee = (SELECT oid FROM r)
 UNION ALL
 SELECT 'TABLE', n.nspname, c.relname, NULL, t.attname, a.privilege_type, a.is_grantable,
        c.relowner = (SELECT oid FROM r)
   FROM pg_attribute t JOIN pg_class c ON c.oid = t.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace,
        aclexplode(t.attacl) a
- WHERE a.grantee = (SELECT oid FROM r) AND NOT t.attisdropped
+ WHERE t.attacl IS NOT NULL AND a.grantee = (SELECT oid FROM r) AND NOT t.attisdropped
 UNION ALL
 SELECT 'ROUTINE', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), NULL, a.privilege_type,
        a.is_grantable, p.proowner = (SELECT oid FROM r)
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace, aclexplode(p.proacl) a
- WHERE a.grantee = (SELECT oid FROM r)
+ WHERE p.proacl IS NOT NULL AND a.grantee = (SELECT oid FROM r)
 UNION ALL
 SELECT 'TYPE', n.nspname, t.typname, NULL, NULL, a.privilege_type, a.is_grantable, t.typowner = (SELECT oid FROM r)
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace, aclexplode(t.typacl) a
- WHERE a.grantee = (SELECT oid FROM r)
+ WHERE t.typacl IS NOT NULL AND a.grantee = (SELECT oid FROM r)
 """
 
 # Settings whose stored value is a list of (quoted) identifiers: given back one literal per element, else the
@@ -636,6 +636,13 @@ class PostgresAdminSession:
         with translate_errors(f"comparing the rights of roles {source!r} and {target!r}", (psycopg.Error,)):
             have = self._grant_items(target)
             return tuple(sorted(k for k in self._grant_items(source) if k not in have))
+
+    def missing_grants_both(self, a: str, b: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        validate_pg_identifier(a)
+        validate_pg_identifier(b)
+        with translate_errors(f"comparing the rights of roles {b!r} and {a!r}", (psycopg.Error,)):
+            of_a, of_b = self._grant_items(a), self._grant_items(b)
+            return tuple(sorted(k for k in of_b if k not in of_a)), tuple(sorted(k for k in of_a if k not in of_b))
 
     def grant_statements(self, source: str, target: str) -> list[Statement]:
         validate_pg_identifier(source)

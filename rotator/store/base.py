@@ -53,3 +53,13 @@ class SecretStore(Protocol):
     def discard_pending(self, secret_id: str) -> None:
         """Remove the AWSPENDING label from whichever version has it (no-op when none)."""
         ...
+
+
+def read_many(store: SecretStore, *secret_ids: str) -> list[SecretVersions]:
+    """:meth:`SecretStore.read` of each secret, in order. A store whose reads are safe to run at once (Secrets
+    Manager: one thread-safe client) offers ``read_many`` and reads them concurrently; others read one by one."""
+    concurrent = getattr(store, "read_many", None)
+    if concurrent is not None:
+        result: list[SecretVersions] = concurrent(*secret_ids)
+        return result
+    return [store.read(secret_id) for secret_id in secret_ids]

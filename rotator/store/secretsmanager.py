@@ -2,7 +2,10 @@
 
 API calls per operation (logical calls; tenacity retries are not counted again):
 
-- ``read``: 2 (GetSecretValue AWSCURRENT, then AWSPENDING; 1 when AWSPENDING labels the current version).
+- ``read``: 2 (GetSecretValue AWSCURRENT, then DescribeSecret); +1 GetSecretValue AWSPENDING only when
+  DescribeSecret's stage map puts AWSPENDING on a version other than the current one. A secret read (or written)
+  before by this store: 1 (DescribeSecret), +1 GetSecretValue per label on a version whose value it has not seen.
+  ``read_many`` reads several secrets at once, each as ``read`` does.
 - ``put_pending``: 1 (PutSecretValue); +1 GetSecretValue when AWS answers ResourceExists (verify the value);
   +1 UpdateSecretVersionStage (and a DescribeSecret if nothing is known) to re-label a discarded version.
 - ``promote``: 2 after ``read``/``put_pending`` (move AWSCURRENT, remove AWSPENDING); +1 DescribeSecret when
@@ -17,6 +20,8 @@ run lock guarantees it); should the memory be stale anyway, AWS refuses the labe
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ from botocore.exceptions import ClientError
 from rotator.aws import AwsEdge, map_client_error, sanitize_arn
 from rotator.errors import SecretFormatError, StoreError
 from rotator.log import get_logger, register_secret
+from rotator.parallel import together
 from rotator.store.base import CURRENT, PENDING, SecretVersions, Version
 
 if TYPE_CHECKING:
@@ -74,10 +80,12 @@ class SecretsManagerStore:
         # refused before any call. AWS refuses it too, but moto silently overwrites a pending version.
         self._seen: dict[tuple[str, str], str] = {}
         self.calls: Counter[str] = Counter()  # operation name -> logical calls
+        self._calls_lock = threading.Lock()  # reads run in threads (read, read_many)
 
     @property
     def api_calls(self) -> int:
-        return sum(self.calls.values())
+        with self._calls_lock:
+            return sum(self.calls.values())
 
     # -- bootstrapping ------------------------------------------------------------------------------------
 
@@ -94,26 +102,38 @@ class SecretsManagerStore:
     # -- the protocol --------------------------------------------------------------------------------------
 
     def read(self, secret_id: str) -> SecretVersions:
-        current = self._call("GetSecretValue", secret_id, SecretId=secret_id, VersionStage=CURRENT)
-        current_version = self._version(secret_id, current)
-        # The labels (is there a pending version on another version to read?) and the owning service.
-        described = self._call("DescribeSecret", secret_id, SecretId=secret_id)
+        """GetSecretValue AWSCURRENT, then DescribeSecret (the labels, the owning service). A secret this store has
+        read or written before gets DescribeSecret alone: the values of the versions it labels are known, unless a
+        label moved to a version this store has not seen, which is then read. A version's value never changes
+        (Secrets Manager refuses a second value for a version id), so the answer is the one a fresh read gives."""
+        if secret_id in self._labels:
+            return self._versions(secret_id, None, self._call("DescribeSecret", secret_id, SecretId=secret_id))
+        current = self._get(secret_id, CURRENT)
+        return self._versions(secret_id, current, self._call("DescribeSecret", secret_id, SecretId=secret_id))
+
+    def read_many(self, *secret_ids: str) -> list[SecretVersions]:
+        """:meth:`read` of each secret, the secrets at once (one thread-safe client); the first failure in the
+        order given is raised, once every read has ended."""
+        return together(*(functools.partial(self.read, secret_id) for secret_id in secret_ids))
+
+    def _versions(self, secret_id: str, current: dict[str, Any] | None, described: Mapping[str, Any]) -> SecretVersions:
+        """The versions from DescribeSecret's answer and AWSCURRENT's value (``current``: None when not read; it is
+        then known, or read now). AWSPENDING's value is read only when it labels another version, not known."""
         stages_by_version: Mapping[str, Sequence[str]] = described.get("VersionIdsToStages") or {}
+        if current is None:
+            current = self._known(secret_id, stages_by_version, CURRENT) or self._get(secret_id, CURRENT)
+        current_version = self._version(secret_id, current)
         labels = _Labels(current=current_version.version_id, pending=None)
         pending_version: Version | None = None
         if PENDING in current.get("VersionStages", ()):
             labels.pending = current_version.version_id
         elif any(PENDING in stages for stages in stages_by_version.values()):
-            try:
-                pending = self._call(
-                    "GetSecretValue",
-                    secret_id,
-                    allow=("ResourceNotFoundException",),
-                    SecretId=secret_id,
-                    VersionStage=PENDING,
-                )
-            except ClientError:  # ResourceNotFound: the label moved away since DescribeSecret
-                pending = None
+            pending = self._known(secret_id, stages_by_version, PENDING)
+            if pending is None:
+                try:
+                    pending = self._get(secret_id, PENDING, allow=("ResourceNotFoundException",))
+                except ClientError:  # ResourceNotFound: the label moved away since DescribeSecret
+                    pending = None
             if pending is not None:
                 pending_version = self._version(secret_id, pending)
                 labels.pending = pending_version.version_id
@@ -127,6 +147,22 @@ class SecretsManagerStore:
             pending=pending_version,
             owning_service=owner if isinstance(owner, str) and owner else None,
         )
+
+    def _get(self, secret_id: str, stage: str, *, allow: Sequence[str] = ()) -> dict[str, Any]:
+        return self._call("GetSecretValue", secret_id, allow=allow, SecretId=secret_id, VersionStage=stage)
+
+    def _known(
+        self, secret_id: str, stages_by_version: Mapping[str, Sequence[str]], stage: str
+    ) -> dict[str, Any] | None:
+        """GetSecretValue's answer for the version holding ``stage``, made from a value this store has already read
+        or written; None when it has not."""
+        for version_id, stages in stages_by_version.items():
+            if stage in stages:
+                value = self._seen.get((secret_id, version_id))
+                if value is None:
+                    return None
+                return {"VersionId": version_id, "SecretString": value, "VersionStages": list(stages)}
+        return None
 
     def put_pending(self, secret_id: str, value: str, token: str) -> str:
         register_secret(value)
@@ -252,7 +288,8 @@ class SecretsManagerStore:
         """One logical AWS call through the edge (retried, errors mapped), counted once. Error codes the
         caller ``allow``s are re-raised as ClientError; a refused label move always is, for the caller to heal.
         """
-        self.calls[operation] += 1
+        with self._calls_lock:
+            self.calls[operation] += 1
         allowed = set(allow)
         if operation == "UpdateSecretVersionStage":
             allowed.add("InvalidParameterException")

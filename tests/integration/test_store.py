@@ -79,6 +79,46 @@ def test_a_secret_owned_by_rds_reads_as_owned(aws: AwsEnv, store: SecretsManager
     assert versions.owning_service == "rds" and versions.current.value == value
 
 
+def test_a_second_read_describes_only_and_reads_a_version_it_has_not_seen(
+    aws: AwsEnv, store: SecretsManagerStore, secret: tuple[str, str]
+) -> None:
+    """A version's value never changes: read again, a secret costs one DescribeSecret, and a GetSecretValue only
+    for a label moved to a version this store has not seen. The answers are the ones a fresh store gives."""
+    arn, value = secret
+    first = store.read(arn)
+    store.calls.clear()
+    assert store.read(arn) == first
+    assert dict(store.calls) == {"DescribeSecret": 1}
+
+    # Another writer (not this store) adds a pending version, then makes it current.
+    sm = aws.client("secretsmanager")
+    pending_value, tok = slot_secret(strong_password()), token()
+    sm.put_secret_value(SecretId=arn, SecretString=pending_value, ClientRequestToken=tok, VersionStages=[PENDING])
+    store.calls.clear()
+    again = store.read(arn)
+    assert again.current == first.current and again.pending is not None and again.pending.value == pending_value
+    assert dict(store.calls) == {"DescribeSecret": 1, "GetSecretValue": 1}  # AWSPENDING, unseen
+    sm.update_secret_version_stage(
+        SecretId=arn, VersionStage=CURRENT, MoveToVersionId=tok, RemoveFromVersionId=first.current.version_id
+    )
+    store.calls.clear()
+    moved = store.read(arn)
+    assert dict(store.calls) == {"DescribeSecret": 1}  # AWSCURRENT moved to a version seen as pending
+    fresh = SecretsManagerStore(aws.client("secretsmanager")).read(arn)
+    assert moved == fresh and moved.current.value == pending_value and moved.pending is None
+    assert value != pending_value
+
+
+def test_read_many_reads_each_secret_as_read_does(aws: AwsEnv, store: SecretsManagerStore) -> None:
+    one, two = aws.create_secret("one", slot_secret(strong_password())), aws.create_secret("two", "{}")
+    both = store.read_many(one, two)
+    fresh = SecretsManagerStore(aws.client("secretsmanager"))
+    assert both == [fresh.read(one), fresh.read(two)]
+    assert dict(store.calls) == {"GetSecretValue": 2, "DescribeSecret": 2}
+    with pytest.raises(SecretNotFound):  # the first failure in the order given, every read having ended
+        store.read_many(one, f"{one}-missing")
+
+
 def test_put_pending_writes_pending_and_keeps_current(
     aws: AwsEnv, store: SecretsManagerStore, secret: tuple[str, str]
 ) -> None:
