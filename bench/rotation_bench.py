@@ -231,7 +231,7 @@ def print_engine(r: dict[str, Any]) -> None:
             f"    {'rotation (report)':<26} {m['rotation_ms']:>8.1f} ms   (min {lo:.1f}, max {hi:.1f}; "
             f"peer lambda {r['peer_ms']:.0f} ms)"
         )
-        print(f"    {'in process, with set-up':<26} {m['in_process_wall_ms']:>8.1f} ms   (boto3 clients, engine built)")
+        print(f"    {'in process, with set-up':<26} {m['in_process_wall_ms']:>8.1f} ms   (AWS clients, engine built)")
         target = TARGET_MS[r["engine"]]
         print(
             f"    target: rotation <= {target:.0f} ms in process: "
