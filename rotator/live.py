@@ -8,7 +8,10 @@ It is in the RDS format, plus seed 002's ``database`` key (the same value as ``d
 ECS task definitions read it with ``valueFrom: <arn>:password::``, seed 002's ``get_database_credentials``
 reads it once at start, RDS Proxy logs in with it. It is a *target* of the flip, like the rendered config:
 written write-ahead (AWSPENDING, proven to log in, then AWSCURRENT) before the deployment, written back by a
-rollback, and rewritten when it drifts. The rotator owns the keys above; every other key is kept.
+rollback, and rewritten when it drifts. The rotator owns the keys above; every other key is kept. ``host`` and
+``port`` are the app's way in and are only filled when missing: an app that connects through RDS Proxy or
+PgBouncer keeps that endpoint (overwritten with the database's own, it would bypass the proxy, or be refused
+by a security group that admits only the proxy).
 
 It must exist before the first run (``{}`` is enough: the first run fills it), so that its ARN can go in the
 task definition and the rotation role needs no ``CreateSecret``. What is refused before anything changes: a
@@ -72,13 +75,15 @@ class LiveSecret:
 
     def pointing_at(self, creds: Credentials, engine: str) -> LiveSecret:
         """This secret rewritten to ``creds``: the owned keys replaced, the app's own keys kept, the engine kept
-        as written when it is the same engine (``aurora-postgresql`` stays), the port kept as a string or int."""
+        as written when it is the same engine (``aurora-postgresql`` stays), the port kept as a string or int;
+        a host (and its port) the secret already has is kept (module docstring: a proxy's endpoint)."""
         same = self.engine is not None and ENGINE_ALIASES.get(self.engine.strip().lower()) == engine
+        keep = bool(self.host)
         return LiveSecret(
             username=creds.username,
             password=creds.password,
-            host=creds.host,
-            port=creds.port,
+            host=self.host if keep else creds.host,
+            port=self.port if keep and self.port is not None else creds.port,
             dbname=creds.dbname,
             engine=self.engine if same else engine,
             port_as_str=self.port_as_str,

@@ -49,6 +49,24 @@ def test_the_apps_own_keys_engine_spelling_and_port_type_are_kept() -> None:
         slot_of(LiveSecret.parse('{"engine": "mysql"}'), SECRET, ADMIN, "postgres", what="live")
 
 
+def test_a_host_the_app_connects_to_is_kept_and_only_filled_when_missing() -> None:
+    """An app behind RDS Proxy or PgBouncer: its endpoint is its own; the password and user follow the flip."""
+    proxied = LiveSecret.parse(
+        json.dumps({"host": "app.proxy-abc.eu-west-1.rds.amazonaws.com", "port": 6432, "username": "app_a"})
+    )
+    data = json.loads(proxied.pointing_at(SECRET.b, "postgres").to_json())
+    assert (data["host"], data["port"], data["username"], data["password"]) == (
+        "app.proxy-abc.eu-west-1.rds.amazonaws.com", 6432, "app_b", "pw-b"
+    )  # fmt: skip
+    host_only = json.loads(
+        LiveSecret.parse('{"host": "pgbouncer.internal"}').pointing_at(SECRET.b, "postgres").to_json()
+    )
+    assert (host_only["host"], host_only["port"]) == ("pgbouncer.internal", 5432)
+    assert proxied.pointing_at(SECRET.b, "postgres").owned() == (
+        proxied.pointing_at(SECRET.b, "postgres").pointing_at(SECRET.b, "postgres").owned()
+    ), "a kept host must not count as drift (it would be rewritten every run)"
+
+
 def test_exact_compares_only_what_the_rotator_owns() -> None:
     live = LiveSecret.parse(
         json.dumps({**json.loads(LiveSecret().pointing_at(SECRET.a, "postgres").to_json()), "x": 1})
