@@ -102,12 +102,10 @@ class SecretsManagerStore:
     # -- the protocol --------------------------------------------------------------------------------------
 
     def read(self, secret_id: str) -> SecretVersions:
-        """GetSecretValue AWSCURRENT, then DescribeSecret (the labels, the owning service). A secret this store has
-        read or written before gets DescribeSecret alone: the values of the versions it labels are known, unless a
-        label moved to a version this store has not seen, which is then read. A version's value never changes
-        (Secrets Manager refuses a second value for a version id), so the answer is the one a fresh read gives."""
-        if secret_id in self._labels:
-            return self._versions(secret_id, None, self._call("DescribeSecret", secret_id, SecretId=secret_id))
+        """GetSecretValue AWSCURRENT, then DescribeSecret (the labels, the owning service). Every read, the one
+        under the lock included, reads AWSCURRENT itself: a DescribeSecret-only re-read (the labels' versions
+        already known) saved two calls, but the race test once saw a run cry wolf with it (exit 5), unexplained,
+        and DescribeSecret's labels are not documented to be as fresh as GetSecretValue's."""
         current = self._get(secret_id, CURRENT)
         return self._versions(secret_id, current, self._call("DescribeSecret", secret_id, SecretId=secret_id))
 

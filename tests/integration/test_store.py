@@ -79,16 +79,17 @@ def test_a_secret_owned_by_rds_reads_as_owned(aws: AwsEnv, store: SecretsManager
     assert versions.owning_service == "rds" and versions.current.value == value
 
 
-def test_a_second_read_describes_only_and_reads_a_version_it_has_not_seen(
+def test_a_second_read_reads_current_again_and_pending_only_when_unseen(
     aws: AwsEnv, store: SecretsManagerStore, secret: tuple[str, str]
 ) -> None:
-    """A version's value never changes: read again, a secret costs one DescribeSecret, and a GetSecretValue only
-    for a label moved to a version this store has not seen. The answers are the ones a fresh store gives."""
+    """Read again (the read under the lock), a secret's AWSCURRENT is read itself, never taken from DescribeSecret's
+    labels; AWSPENDING's value is read only for a version this store has not seen (a version's value never
+    changes). The answers are the ones a fresh store gives."""
     arn, value = secret
     first = store.read(arn)
     store.calls.clear()
     assert store.read(arn) == first
-    assert dict(store.calls) == {"DescribeSecret": 1}
+    assert dict(store.calls) == {"GetSecretValue": 1, "DescribeSecret": 1}
 
     # Another writer (not this store) adds a pending version, then makes it current.
     sm = aws.client("secretsmanager")
@@ -97,13 +98,13 @@ def test_a_second_read_describes_only_and_reads_a_version_it_has_not_seen(
     store.calls.clear()
     again = store.read(arn)
     assert again.current == first.current and again.pending is not None and again.pending.value == pending_value
-    assert dict(store.calls) == {"DescribeSecret": 1, "GetSecretValue": 1}  # AWSPENDING, unseen
+    assert dict(store.calls) == {"DescribeSecret": 1, "GetSecretValue": 2}  # AWSCURRENT, and AWSPENDING unseen
     sm.update_secret_version_stage(
         SecretId=arn, VersionStage=CURRENT, MoveToVersionId=tok, RemoveFromVersionId=first.current.version_id
     )
     store.calls.clear()
     moved = store.read(arn)
-    assert dict(store.calls) == {"DescribeSecret": 1}  # AWSCURRENT moved to a version seen as pending
+    assert dict(store.calls) == {"GetSecretValue": 1, "DescribeSecret": 1}  # AWSCURRENT, read itself
     fresh = SecretsManagerStore(aws.client("secretsmanager")).read(arn)
     assert moved == fresh and moved.current.value == pending_value and moved.pending is None
     assert value != pending_value
