@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
+SNAPSHOT_READS = 3  # reads of a secret whose labels keep moving before its latest answer is taken as it is
+
+
 @dataclass
 class _Labels:
     """Which version holds each label, as far as this store knows."""
@@ -105,22 +108,37 @@ class SecretsManagerStore:
         """GetSecretValue AWSCURRENT, then DescribeSecret (the labels, the owning service). Every read, the one
         under the lock included, reads AWSCURRENT itself: a DescribeSecret-only re-read (the labels' versions
         already known) saved two calls, but the race test once saw a run cry wolf with it (exit 5), unexplained,
-        and DescribeSecret's labels are not documented to be as fresh as GetSecretValue's."""
-        current = self._get(secret_id, CURRENT)
-        return self._versions(secret_id, current, self._call("DescribeSecret", secret_id, SecretId=secret_id))
+        and DescribeSecret's labels are not documented to be as fresh as GetSecretValue's.
+
+        A read is one snapshot: when another run moves a label between these calls (DescribeSecret puts AWSCURRENT
+        on another version than GetSecretValue returned, or AWSPENDING is gone by the time it is read), the secret
+        is read again, up to SNAPSHOT_READS times. A mixed answer (an old AWSCURRENT with no AWSPENDING, while the
+        server already has the new password) would make a run that lost a race conclude that no admin password
+        logs in (exit 5)."""
+        for _ in range(SNAPSHOT_READS):
+            current = self._get(secret_id, CURRENT)
+            versions, moved = self._versions(
+                secret_id, current, self._call("DescribeSecret", secret_id, SecretId=secret_id)
+            )
+            if not moved:
+                break
+            log.info("store.secret_moved", secret_id=sanitize_arn(secret_id), detail="read again")
+        return versions
 
     def read_many(self, *secret_ids: str) -> list[SecretVersions]:
         """:meth:`read` of each secret, the secrets at once (one thread-safe client); the first failure in the
         order given is raised, once every read has ended."""
         return together(*(functools.partial(self.read, secret_id) for secret_id in secret_ids))
 
-    def _versions(self, secret_id: str, current: dict[str, Any] | None, described: Mapping[str, Any]) -> SecretVersions:
-        """The versions from DescribeSecret's answer and AWSCURRENT's value (``current``: None when not read; it is
-        then known, or read now). AWSPENDING's value is read only when it labels another version, not known."""
+    def _versions(
+        self, secret_id: str, current: dict[str, Any], described: Mapping[str, Any]
+    ) -> tuple[SecretVersions, bool]:
+        """The versions from AWSCURRENT's value and DescribeSecret's answer, and whether a label moved between the
+        calls. AWSPENDING's value is read only when it labels another version, not known."""
         stages_by_version: Mapping[str, Sequence[str]] = described.get("VersionIdsToStages") or {}
-        if current is None:
-            current = self._known(secret_id, stages_by_version, CURRENT) or self._get(secret_id, CURRENT)
         current_version = self._version(secret_id, current)
+        listed_current = [v for v, stages in stages_by_version.items() if CURRENT in stages]
+        moved = bool(listed_current) and listed_current != [current_version.version_id]
         labels = _Labels(current=current_version.version_id, pending=None)
         pending_version: Version | None = None
         if PENDING in current.get("VersionStages", ()):
@@ -128,10 +146,13 @@ class SecretsManagerStore:
         elif any(PENDING in stages for stages in stages_by_version.values()):
             pending = self._known(secret_id, stages_by_version, PENDING)
             if pending is None:
+                listed_pending = [v for v, stages in stages_by_version.items() if PENDING in stages]
                 try:
                     pending = self._get(secret_id, PENDING, allow=("ResourceNotFoundException",))
                 except ClientError:  # ResourceNotFound: the label moved away since DescribeSecret
-                    pending = None
+                    pending, moved = None, True
+                if pending is not None and [str(pending.get("VersionId"))] != listed_pending:
+                    moved = True
             if pending is not None:
                 pending_version = self._version(secret_id, pending)
                 labels.pending = pending_version.version_id
@@ -139,12 +160,13 @@ class SecretsManagerStore:
                     pending_version = None
         self._labels[secret_id] = labels
         owner = described.get("OwningService")
-        return SecretVersions(
+        versions = SecretVersions(
             secret_id=secret_id,
             current=current_version,
             pending=pending_version,
             owning_service=owner if isinstance(owner, str) and owner else None,
         )
+        return versions, moved
 
     def _get(self, secret_id: str, stage: str, *, allow: Sequence[str] = ()) -> dict[str, Any]:
         return self._call("GetSecretValue", secret_id, allow=allow, SecretId=secret_id, VersionStage=stage)

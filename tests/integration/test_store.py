@@ -531,3 +531,44 @@ def test_map_client_error_never_carries_a_secret(stubbed: tuple[Any, Stubber]) -
     assert "hunter2-hunter2" not in str(error)
     assert "\n" not in str(error)
     assert "ValidationException" in str(error)
+
+
+@pytest.mark.parametrize("when", ["before_describe", "before_pending_read"])
+def test_a_read_while_another_run_promotes_is_read_again_as_one_snapshot(
+    aws: AwsEnv, secret: tuple[str, str], when: str
+) -> None:
+    """Another run promotes its pending version (AWSCURRENT moved to it, AWSPENDING removed) between this read's
+    calls: the answer is not a mix (the old AWSCURRENT with no AWSPENDING, while the server already has the new
+    password: a run that lost a race would conclude that no admin password logs in), but the secret read again."""
+    arn, old_value = secret
+    sm = aws.client("secretsmanager")
+    old_version = holder(aws, arn, CURRENT)[0]
+    new_value, tok = slot_secret(strong_password()), token()
+    sm.put_secret_value(SecretId=arn, SecretString=new_value, ClientRequestToken=tok, VersionStages=[PENDING])
+    client = aws.client("secretsmanager")
+    promoted: list[bool] = []
+
+    def other_run_promotes(**_: Any) -> None:
+        if not promoted:
+            promoted.append(True)
+            sm.update_secret_version_stage(
+                SecretId=arn, VersionStage=CURRENT, MoveToVersionId=tok, RemoveFromVersionId=old_version
+            )
+            sm.update_secret_version_stage(SecretId=arn, VersionStage=PENDING, RemoveFromVersionId=tok)
+
+    if when == "before_describe":
+        event = "before-call.secrets-manager.DescribeSecret"
+    else:  # after DescribeSecret listed AWSPENDING, before it is read
+        event = "before-call.secrets-manager.GetSecretValue"
+        client.meta.events.register(
+            "after-call.secrets-manager.DescribeSecret",
+            lambda **_: client.meta.events.register(event, other_run_promotes),
+        )
+    if when == "before_describe":
+        client.meta.events.register(event, other_run_promotes)
+    store = SecretsManagerStore(client, backoff_base=0, backoff_max=0)
+    versions = store.read(arn)
+    assert promoted
+    assert versions.current.value == new_value and versions.current.version_id == tok and versions.pending is None
+    assert old_value != new_value
+    assert store.calls["DescribeSecret"] == 2  # read again
