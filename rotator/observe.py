@@ -8,10 +8,8 @@ another run's admin rotation never cries wolf.
 
 from __future__ import annotations
 
-import contextvars
 import socket
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +19,7 @@ from rotator.db.base import AdminSession, Endpoint, Engine, LoginResult, TlsConf
 from rotator.errors import AdminLoginFailed, BadInput, RotatorError, SecretFormatError
 from rotator.live import LiveVersions, slot_of
 from rotator.log import get_logger, register_secret
+from rotator.parallel import together
 from rotator.plan import SlotState, Source, World
 from rotator.render import ConfigFile, DeployedConfig
 from rotator.secrets import SLOTS, AdminSecret, Credentials, Slot, SlotSecret, normalize_engine
@@ -238,20 +237,18 @@ def observe(
         creds = s.slot(slot)
         return lambda: login(engine, endpoint(creds, tls), creds.username, password).ok
 
-    with ThreadPoolExecutor(max_workers=max(1, len(tries)), thread_name_prefix="rotator-login") as pool:
-        pending_logins = [pool.submit(contextvars.copy_context().run, attempt(*t)) for t in tries]
-        both_exist = all(info.exists for info in infos.values())
-        try:
-            grants_missing: dict[Slot, tuple[str, ...]] = {}
-            if both_exist:
-                lacks_a, lacks_b = session.missing_grants_both(s.slot("A").username, s.slot("B").username)
-                grants_missing = {"A": lacks_a, "B": lacks_b}
-            admin_problems = tuple(session.admin_problems(dbname=dbname))
-        except BaseException:
-            for future in pending_logins:
-                future.result()  # a login's failure comes first, as when the logins ran before these questions
-            raise
-    logged_in = dict(zip(tries, (future.result() for future in pending_logins), strict=True))
+    def admin_questions() -> tuple[dict[Slot, tuple[str, ...]], tuple[str, ...]]:
+        grants_missing: dict[Slot, tuple[str, ...]] = {}
+        if all(info.exists for info in infos.values()):
+            lacks_a, lacks_b = session.missing_grants_both(s.slot("A").username, s.slot("B").username)
+            grants_missing = {"A": lacks_a, "B": lacks_b}
+        return grants_missing, tuple(session.admin_problems(dbname=dbname))
+
+    # The admin session's questions last: a login's failure is raised first, as when the logins ran before them.
+    calls: list[Callable[[], Any]] = [*(attempt(*t) for t in tries), admin_questions]
+    *logins, answers = together(*calls)
+    grants_missing, admin_problems = answers
+    logged_in: dict[tuple[Slot, str], bool] = dict(zip(tries, logins, strict=True))
     slots: dict[Slot, SlotState] = {
         slot: SlotState(
             exists=info.exists,

@@ -3,9 +3,9 @@
 API calls per operation (logical calls; tenacity retries are not counted again):
 
 - ``read``: 2 (GetSecretValue AWSCURRENT, then DescribeSecret); +1 GetSecretValue AWSPENDING only when
-  DescribeSecret's stage map puts AWSPENDING on a version other than the current one. A secret read (or written)
-  before by this store: 1 (DescribeSecret), +1 GetSecretValue per label on a version whose value it has not seen.
-  ``read_many`` reads several secrets at once, each as ``read`` does.
+  DescribeSecret's stage map puts AWSPENDING on a version other than the current one whose value this store has
+  not seen; all of it again when another run moved a label between the calls. ``read_many`` reads several
+  secrets at once, each as ``read`` does.
 - ``put_pending``: 1 (PutSecretValue); +1 GetSecretValue when AWS answers ResourceExists (verify the value);
   +1 UpdateSecretVersionStage (and a DescribeSecret if nothing is known) to re-label a discarded version.
 - ``promote``: 2 after ``read``/``put_pending`` (move AWSCURRENT, remove AWSPENDING); +1 DescribeSecret when
@@ -106,9 +106,8 @@ class SecretsManagerStore:
 
     def read(self, secret_id: str) -> SecretVersions:
         """GetSecretValue AWSCURRENT, then DescribeSecret (the labels, the owning service). Every read, the one
-        under the lock included, reads AWSCURRENT itself: a DescribeSecret-only re-read (the labels' versions
-        already known) saved two calls, but the race test once saw a run cry wolf with it (exit 5), unexplained,
-        and DescribeSecret's labels are not documented to be as fresh as GetSecretValue's.
+        under the lock included, reads AWSCURRENT's value itself, never from DescribeSecret's labels alone (they
+        are not documented to be as fresh as GetSecretValue's).
 
         A read is one snapshot: when another run moves a label between these calls (DescribeSecret puts AWSCURRENT
         on another version than GetSecretValue returned, or AWSPENDING is gone by the time it is read), the secret
